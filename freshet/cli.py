@@ -1,0 +1,142 @@
+"""The ``freshet`` command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from freshet.config import Config, load_config
+
+
+def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.broker import EmbeddedBroker, clear_state, write_state
+
+    port = args.port if args.port is not None else cfg.broker.port
+    log = cfg.path("logs/tansu.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker(host=cfg.broker.host, port=port, log_path=log).start()
+    write_state(cfg, broker)
+    print(
+        f"broker ready: bootstrap {broker.bootstrap} (memory storage: nothing survives a "
+        f"restart; log {log})",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            if broker.process is None or broker.process.poll() is not None:
+                print("broker exited unexpectedly", file=sys.stderr)
+                return 1
+            stop.wait(0.5)
+    finally:
+        broker.stop()
+        clear_state(cfg)
+        print("broker stopped", flush=True)
+    return 0
+
+
+def cmd_topics(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.kafka import create_topics
+
+    for name, outcome in create_topics(cfg).items():
+        print(
+            f"{name}: {outcome} ({cfg.topics.partitions.get(name[len(cfg.topics.prefix) :])} "
+            "partitions)"
+        )
+    return 0
+
+
+def cmd_produce(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.produce.sender import send
+
+    if args.source == "movielens":
+        from freshet.produce import movielens
+
+        print("replaying MovieLens-100K (100,000 ratings) ...", file=sys.stderr)
+        events = movielens.events(action_delay_ms=args.action_delay_ms)
+    else:
+        from freshet.produce.synthetic import SyntheticSpec
+        from freshet.produce.synthetic import events as synthetic_events
+
+        spec = SyntheticSpec(
+            impressions=args.impressions,
+            shift_at=args.shift_at,
+            seed=args.seed,
+            p_new_user=args.p_new_user,
+            p_new_item=args.p_new_item,
+        )
+        print(f"generating {spec.impressions:,} synthetic impressions ...", file=sys.stderr)
+        events = synthetic_events(spec)
+    stats = send(cfg, events, speed=args.speed, rate=args.rate)
+    print(
+        f"impressions={stats.impressions} actions={stats.actions} "
+        f"by_action={stats.by_action} events_per_s={stats.events_per_s:.0f}"
+    )
+    return 0
+
+
+def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.kafka import end_offsets
+    from jobs.smoke import build
+
+    stop = end_offsets(cfg, cfg.topics.name("features"))
+    build(cfg, stop=stop).execute("freshet-smoke")
+    print(f"smoke job read features up to {stop}")
+    return 0
+
+
+def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.demo import run_demo
+
+    return run_demo(cfg)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="freshet", description=__doc__)
+    p.add_argument("--config", default="freshet.toml", help="TOML config file (if it exists)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (tansu)")
+    b.add_argument("--port", type=int, default=None, help="default: config, else a free port")
+    b.set_defaults(func=cmd_broker)
+
+    sub.add_parser("topics", help="create the project's topics").set_defaults(func=cmd_topics)
+
+    pr = sub.add_parser("produce", help="put impression and action events on the broker")
+    pr.add_argument("source", choices=["movielens", "synthetic"])
+    pr.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="event-time speed-up factor (0: as fast as possible)",
+    )
+    pr.add_argument("--rate", type=float, default=0.0, help="cap on events per second")
+    pr.add_argument("--action-delay-ms", type=int, default=5000)
+    pr.add_argument("--impressions", type=int, default=100_000, help="synthetic only")
+    pr.add_argument("--shift-at", type=float, default=0.5, help="synthetic: interest shift")
+    pr.add_argument("--p-new-user", type=float, default=0.02, help="synthetic")
+    pr.add_argument("--p-new-item", type=float, default=0.01, help="synthetic")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=cmd_produce)
+
+    sub.add_parser("smoke", help="run the smoke job over the features topic").set_defaults(
+        func=cmd_smoke
+    )
+    sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults").set_defaults(
+        func=cmd_demo
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = load_config(args.config)
+    return int(args.func(cfg, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The one configuration shared by every Freshet job and command.
+
+Defaults live in the dataclasses below. A TOML file overrides them (``freshet.toml``
+in the working directory, or the path in ``FRESHET_CONFIG``), and environment
+variables override the file: ``FRESHET__<SECTION>__<KEY>=value``, for example
+``FRESHET__FLINK__PARALLELISM=2``.
+
+Examples
+--------
+>>> cfg = load_config(path=None, environ={"FRESHET__JOINER__WINDOW_S": "30"})
+>>> cfg.joiner.window_s
+30.0
+>>> cfg.topics.name("examples")
+'freshet.examples'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FRESHET__"
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    # Empty means: use the embedded broker started by `freshet broker` (read from work_dir).
+    bootstrap: str = ""
+    # Passed verbatim to every client (librdkafka and Flink's Kafka connector), e.g.
+    # {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", ...}.
+    client: dict[str, str] = field(default_factory=dict)
+    # tansu's group join waits about session.timeout.ms / 2; 6 s keeps it near 3 s.
+    session_timeout_ms: int = 6000
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    prefix: str = "freshet."
+    # Final partition counts: tansu cannot add partitions after creation.
+    partitions: dict[str, int] = field(
+        default_factory=lambda: {
+            "features": 4,
+            "actions": 4,
+            "examples": 4,
+            "params": 1,
+            "metrics": 1,
+            "dead_letters": 1,
+        }
+    )
+
+    def name(self, logical: str) -> str:
+        from freshet.topics import TOPICS
+
+        if logical not in TOPICS:
+            raise KeyError(f"unknown topic {logical!r}; known: {sorted(TOPICS)}")
+        return self.prefix + logical
+
+
+@dataclass(frozen=True)
+class FlinkConfig:
+    # Empty: the embedded mini-cluster. "host:port": a Flink cluster's REST address.
+    cluster: str = ""
+    parallelism: int = 2
+    checkpoint_interval_ms: int = 5000
+    # Directory for checkpoints and Flink logs, under work_dir unless absolute.
+    checkpoint_dir: str = "checkpoints"
+    log_dir: str = "logs"
+
+
+@dataclass(frozen=True)
+class JoinerConfig:
+    window_s: float = 60.0  # actions count if they arrive this long after the impression
+    out_of_orderness_s: float = 5.0
+    negative_sample_rate: float = 1.0  # fraction of negatives kept; positives always kept
+    # Event timestamps further than this from the broker timestamp are dead-lettered.
+    max_clock_skew_s: float = 7 * 24 * 3600.0
+    batch_size: int = 512  # examples per message on the examples topic
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    name: str
+    dim: int = 16
+    optimizer: str = "adagrad"  # sgd | adagrad | ftrl
+    learning_rate: float = 0.05
+    init_std: float = 0.01
+    ttl_s: float = 0.0  # 0: never expire
+    min_count: int = 1  # occurrence threshold before an ID gets a row
+    admit_prob: float = 1.0  # probability an unseen ID is admitted
+
+
+def _default_slots() -> list[SlotConfig]:
+    return [SlotConfig("user_id"), SlotConfig("item_id"), SlotConfig("genre")]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_id: str = "deepfm"
+    kind: str = "deepfm"  # deepfm | lr
+    slots: list[SlotConfig] = field(default_factory=_default_slots)
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    dense_learning_rate: float = 0.001
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    sparse_sync_interval_s: float = 1.0
+    dense_sync_interval_s: float = 600.0
+    max_part_bytes: int = 512 * 1024  # larger updates are split into parts
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_candidates: int = 1000
+    max_body_bytes: int = 1 << 20
+    dense_gate_margin: float = 0.01  # reject a dense update whose AUC drops more than this
+
+
+@dataclass(frozen=True)
+class Config:
+    work_dir: str = ".freshet"
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    flink: FlinkConfig = field(default_factory=FlinkConfig)
+    joiner: JoinerConfig = field(default_factory=JoinerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir).resolve()
+
+    def path(self, relative: str) -> Path:
+        """A path under the work dir (absolute paths are kept)."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.work_path / p
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> Config:
+        return _build(Config, json.loads(text), "")
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return _build(tp, value, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = json.loads(value)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        if isinstance(value, str):
+            value = json.loads(value)
+        return {str(k): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{where}: expected a boolean, got {value!r}")
+        return bool(value)
+    try:
+        return tp(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from e
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown keys {sorted(unknown)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = "freshet.toml",
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Defaults, then the TOML file (if it exists), then ``FRESHET__`` variables."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = dataclasses.asdict(Config())
+    path = environ.get("FRESHET_CONFIG", path)
+    if path is not None and Path(path).exists():
+        with open(path, "rb") as f:
+            try:
+                data = _merge(data, tomllib.load(f))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{path}: {e}") from e
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        node = data
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"{key}: no section {p!r}")
+            node = node[p]
+        node[parts[-1]] = value
+    return _build(Config, data, "")

@@ -1,0 +1,1 @@
+"""Event producers: replay a data set, or generate a synthetic stream, onto Kafka."""

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from freshet.config import Config, ConfigError, load_config
+
+
+def test_defaults_without_file() -> None:
+    cfg = load_config(path=None, environ={})
+    assert cfg == Config()
+    assert cfg.topics.partitions["features"] == 4
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    f = tmp_path / "f.toml"
+    f.write_text(
+        '[flink]\nparallelism = 1\n[joiner]\nwindow_s = 10\n'
+        '[[model.slots]]\nname = "user_id"\ndim = 8\n'
+    )
+    cfg = load_config(f, environ={"FRESHET__FLINK__PARALLELISM": "3"})
+    assert cfg.flink.parallelism == 3  # environment beats the file
+    assert cfg.joiner.window_s == 10.0  # file beats the default
+    assert [(s.name, s.dim) for s in cfg.model.slots] == [("user_id", 8)]
+
+
+def test_config_file_named_by_environment(tmp_path: Path) -> None:
+    f = tmp_path / "other.toml"
+    f.write_text("[serving]\nport = 9999\n")
+    assert load_config(environ={"FRESHET_CONFIG": str(f)}).serving.port == 9999
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"FRESHET__FLINK__PARALLELISM": "two"}, "flink.parallelism: expected int"),
+        ({"FRESHET__FLINK__NOPE": "1"}, "unknown keys ['nope']"),
+        ({"FRESHET__NOSECTION__X": "1"}, "no section 'nosection'"),
+    ],
+)
+def test_bad_overrides_say_what_is_wrong(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path=None, environ=environ)
+
+
+def test_json_round_trip_for_shipping_to_workers() -> None:
+    cfg = load_config(path=None, environ={"FRESHET__JOINER__WINDOW_S": "7"})
+    assert Config.from_json(cfg.to_json()) == cfg
+
+
+def test_unknown_topic_is_an_error() -> None:
+    with pytest.raises(KeyError, match="unknown topic"):
+        Config().topics.name("feature")

@@ -1,0 +1,1 @@
+"""Python functions that run inside Flink operators (in Python worker processes)."""
