@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+import orjson
+
 SCHEMA_VERSION = 1
 
 # Logical topic name -> what it carries. Physical names are prefixed by the config.
@@ -197,3 +200,91 @@ class Metric(Event):
     value: float
     ts: int = field(default_factory=lambda: int(time.time() * 1000))
     labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExampleBatch:
+    """A columnar mini-batch of examples: what a training operator works on.
+
+    On the ``examples`` topic a message is ``{"v": 1, "examples": [Example, ...]}``;
+    a plain single Example object is read as a batch of one. Each slot is stored as
+    CSR: ``ids`` (int64) and ``offsets`` (int64, length n + 1), so example ``i`` has
+    ``ids[offsets[i]:offsets[i + 1]]``.
+
+    Examples
+    --------
+    >>> raw = encode_examples([
+    ...     Example("a", 1, 2, 10, 1, click=1, slots={"genre": [5, 6]}),
+    ...     Example("b", 3, 2, 11, 0, sample_rate=0.5, slots={"genre": []}),
+    ... ])
+    >>> b = ExampleBatch.from_json(raw)
+    >>> len(b), b.label.tolist(), b.sample_rate.tolist()
+    (2, [1.0, 0.0], [1.0, 0.5])
+    >>> ids, offsets = b.slots["genre"]
+    >>> ids.tolist(), offsets.tolist()
+    ([5, 6], [0, 2, 2])
+    """
+
+    request_id: list[str]
+    item_id: np.ndarray
+    user_id: np.ndarray
+    ts: np.ndarray
+    label: np.ndarray  # float32, 0 or 1
+    sample_rate: np.ndarray  # float32
+    actions: dict[str, np.ndarray]  # action type -> int8 column
+    slots: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> ExampleBatch:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise SchemaError(f"not JSON: {e}") from e
+        rows = obj.get("examples") if isinstance(obj, dict) and "examples" in obj else [obj]
+        if not isinstance(rows, list):
+            raise SchemaError("examples: expected a list")
+        return cls.from_rows(rows)
+
+    @classmethod
+    def from_rows(cls, rows: list[Any]) -> ExampleBatch:
+        try:
+            slot_names = sorted({k for r in rows for k in _row_slots(r)})
+            slot_lists: dict[str, list[list[int]]] = {s: [] for s in slot_names}
+            for r in rows:
+                rs = _row_slots(r)
+                for s in slot_names:
+                    slot_lists[s].append(rs.get(s, []))
+            slots = {}
+            for s, lists in slot_lists.items():
+                lengths = np.fromiter((len(x) for x in lists), np.int64, len(lists))
+                offsets = np.zeros(len(lists) + 1, np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                ids = np.fromiter((i for x in lists for i in x), np.int64, int(offsets[-1]))
+                slots[s] = (ids, offsets)
+            return cls(
+                request_id=[str(r["request_id"]) for r in rows],
+                item_id=np.array([r["item_id"] for r in rows], np.int64),
+                user_id=np.array([r["user_id"] for r in rows], np.int64),
+                ts=np.array([r["ts"] for r in rows], np.int64),
+                label=np.array([r["label"] for r in rows], np.float32),
+                sample_rate=np.array([r.get("sample_rate", 1.0) for r in rows], np.float32),
+                actions={a: np.array([r.get(a, 0) or 0 for r in rows], np.int8)
+                         for a in ACTION_TYPES},
+                slots=slots,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SchemaError(f"malformed example batch: {e!r}") from e
+
+
+def _row_slots(row: Mapping[str, Any]) -> Mapping[str, list[int]]:
+    slots = row.get("slots") or {}
+    # The SQL joiner may carry slots as JSON text rather than a nested object.
+    return orjson.loads(slots) if isinstance(slots, str) else slots
+
+
+def encode_examples(examples: list[Example]) -> bytes:
+    """One ``examples`` topic message holding a batch."""
+    return orjson.dumps({"v": SCHEMA_VERSION, "examples": [e.to_dict() for e in examples]})
