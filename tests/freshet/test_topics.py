@@ -17,7 +17,10 @@ def test_impression_round_trip() -> None:
         (b"not json", "not JSON"),
         (b"[1,2]", "not a JSON object"),
         (b'{"v":2}', "unsupported schema version"),
-        (b'{"request_id":"r","item_id":"7","user_id":1,"ts":1,"slots":{}}', "item_id: expected int"),
+        (
+            b'{"request_id":"r","item_id":"7","user_id":1,"ts":1,"slots":{}}',
+            "item_id: expected int",
+        ),
         (b'{"request_id":"r","item_id":7,"user_id":true,"ts":1,"slots":{}}', "user_id: expected"),
         (b'{"request_id":"r","item_id":7,"user_id":1,"slots":{}}', "ts: missing"),
         (b'{"request_id":"r","item_id":7,"user_id":1,"ts":1,"slots":{"g":[1.5]}}', "slots.g"),

@@ -1,0 +1,1 @@
+"""Data sets installed at run time from PyPI packages (never committed)."""

