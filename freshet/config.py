@@ -100,6 +100,14 @@ class SlotConfig:
     ttl_s: float = 0.0  # 0: never expire
     min_count: int = 1  # occurrence threshold before an ID gets a row
     admit_prob: float = 1.0  # probability an unseen ID is admitted
+    # Optimizer details (see ps/optimizers.py).
+    initial_accumulator: float = 0.1  # adagrad
+    ftrl_beta: float = 1.0
+    ftrl_l1: float = 0.0
+    ftrl_l2: float = 0.0
+    # Occurrence filter sketch (used when min_count > 1): depth x width uint8 counters.
+    filter_width: int = 1 << 20
+    filter_depth: int = 4
 
 
 def _default_slots() -> list[SlotConfig]:

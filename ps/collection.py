@@ -1,0 +1,192 @@
+"""EmbeddingCollection: the sparse parameters of a model, one table per slot.
+
+This is the API the trainer and the serving side code against::
+
+    trainer:  pull -> forward/backward -> push -> (every second) drain_delta -> Kafka
+    serving:  Kafka -> apply -> lookup
+
+Examples
+--------
+>>> import numpy as np
+>>> from freshet.config import SlotConfig
+>>> trainer = EmbeddingCollection([SlotConfig("user_id", dim=4), SlotConfig("genre", dim=2)])
+>>> trainer.pull("user_id", np.array([10, 11]), now=0.0).shape
+(2, 4)
+>>> trainer.push("user_id", np.array([10]), np.ones((1, 4), np.float32), now=1.0)
+>>> delta = trainer.drain_delta()
+>>> delta.column("id").to_pylist(), trainer.drain_delta().num_rows
+([10], 0)
+>>> server = EmbeddingCollection([SlotConfig("user_id", dim=4), SlotConfig("genre", dim=2)])
+>>> server.apply(delta)
+>>> ids = np.array([10, 11])
+>>> got = server.lookup("user_id", ids)   # 11 was never updated, so never sent
+>>> bool((got[0] == trainer.lookup("user_id", ids)[0]).all()), got[1].tolist()
+(True, [0.0, 0.0, 0.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from freshet.config import SlotConfig
+from ps.batch import SlotRows, from_batch, to_batch
+from ps.slot import EmbeddingSlot
+
+_FORMAT = "freshet.ps.snapshot/1"
+
+
+class EmbeddingCollection:
+    """Embedding tables for a set of slots.
+
+    Parameters
+    ----------
+    slots : sequence of SlotConfig
+        One per feature group; each has its own dim, optimizer, filter and TTL.
+    backend : {'cuckoo', 'hashed'}
+        Collisionless cuckoo tables, or the fixed-size hashing baseline.
+    hashed_rows : int, optional
+        Rows per slot for the hashed backend.
+    seed : int
+        Seeds initializers, admission coins, sketches and hashes.
+    """
+
+    def __init__(
+        self,
+        slots: Sequence[SlotConfig],
+        backend: str = "cuckoo",
+        hashed_rows: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.backend = backend
+        self.hashed_rows = hashed_rows
+        self.seed = seed
+        self.slots: dict[str, EmbeddingSlot] = {}
+        for k, cfg in enumerate(slots):
+            if cfg.name in self.slots:
+                raise ValueError(f"duplicate slot {cfg.name!r}")
+            self.slots[cfg.name] = EmbeddingSlot(cfg, backend, hashed_rows, seed=seed * 1009 + k)
+
+    def _slot(self, name: str) -> EmbeddingSlot:
+        try:
+            return self.slots[name]
+        except KeyError:
+            raise KeyError(f"unknown slot {name!r}; known: {sorted(self.slots)}") from None
+
+    def dim(self, slot: str) -> int:
+        return self._slot(slot).dim
+
+    # -- training and serving ------------------------------------------------------
+    def pull(self, slot: str, ids: np.ndarray, now: float, train: bool = True) -> np.ndarray:
+        """float32 ``(len(ids), dim)``. ``train``: count sightings and admit per the
+        slot's filters; non-admitted IDs read zeros. Otherwise read-only."""
+        return self._slot(slot).pull(ids, now, train)
+
+    def push(self, slot: str, ids: np.ndarray, grads: np.ndarray, now: float) -> None:
+        """Sum duplicate IDs' gradients and apply the slot optimizer to admitted rows."""
+        self._slot(slot).push(ids, grads, now)
+
+    def lookup(self, slot: str, ids: np.ndarray) -> np.ndarray:
+        """Read-only embeddings; missing IDs read zeros."""
+        return self._slot(slot).lookup(ids)
+
+    def evict_expired(self, now: float) -> int:
+        """Delete rows not updated for their slot's ``ttl_s``; returns how many."""
+        return sum(s.evict_expired(now) for s in self.slots.values())
+
+    # -- deltas --------------------------------------------------------------------
+    def drain_delta(self, with_optimizer_state: bool = False) -> pa.RecordBatch:
+        """Rows updated, and rows deleted, since the last drain (see :mod:`ps.batch`)."""
+        parts = []
+        for name, s in self.slots.items():
+            ids, values, stamps, deleted = s.drain()
+            parts.append(
+                SlotRows(name, ids, values[:, : s.dim], stamps, deleted, values[:, s.dim :])
+            )
+        return to_batch(parts, with_optimizer_state)
+
+    def apply(self, delta: pa.RecordBatch) -> None:
+        """Serving side: upsert embeddings (optimizer state ignored), drop deleted rows."""
+        for part in from_batch(delta):
+            s = self._slot(part.slot)
+            if len(part.deleted):
+                s.delete(part.deleted, record=False)
+            if len(part.ids):
+                if part.values.shape[1] != s.dim:
+                    raise ValueError(f"{part.slot}: values have {part.values.shape[1]} != dim")
+                s.upsert(part.ids, part.values, part.stamps)
+
+    # -- snapshots -----------------------------------------------------------------
+    def snapshot(self, path: str | Path) -> None:
+        """Write every row (with optimizer state) and the filter state to directory ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"format": _FORMAT, "backend": self.backend, "hashed_rows": self.hashed_rows,
+                "seed": self.seed, "slots": {}}
+        batches = []
+        for name, s in self.slots.items():
+            ids, values, stamps = s.dump()
+            none = np.empty(0, np.int64)
+            batches.append(to_batch(
+                [SlotRows(name, ids, values[:, : s.dim], stamps, none, values[:, s.dim :])],
+                with_state=True,
+            ))
+            sketch, filter_meta = s.filter.state()
+            meta["slots"][name] = {
+                "dim": s.dim, "width": s.width, "optimizer": s.config.optimizer,
+                "filter": filter_meta, "init_rng": s.init_rng.bit_generator.state,
+                "filtered": s.filtered,
+            }
+            np.save(path / f"sketch-{len(meta['slots'])}.npy", sketch, allow_pickle=False)
+            meta["slots"][name]["sketch_file"] = f"sketch-{len(meta['slots'])}.npy"
+        schema = batches[0].schema if batches else to_batch([], True).schema
+        with pa.OSFile(str(path / "rows.arrow"), "wb") as f, pa.ipc.new_file(f, schema) as w:
+            for b in batches:
+                w.write_batch(b.cast(schema) if b.schema != schema else b)
+        (path / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def restore(cls, path: str | Path, slots: Sequence[SlotConfig]) -> EmbeddingCollection:
+        """A collection for ``slots`` loaded from :meth:`snapshot`'s directory."""
+        path = Path(path)
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path}: not a {_FORMAT} snapshot")
+        out = cls(slots, meta["backend"], meta["hashed_rows"], meta["seed"])
+        for name, m in meta["slots"].items():
+            s = out._slot(name)
+            if (s.dim, s.width) != (m["dim"], m["width"]):
+                raise ValueError(f"{name}: snapshot dim/width {m['dim']}/{m['width']} "
+                                 f"!= config {s.dim}/{s.width}")
+            sketch = np.load(path / m["sketch_file"], allow_pickle=False)
+            s.filter.load_state(sketch, m["filter"])
+            s.init_rng.bit_generator.state = m["init_rng"]
+            s.filtered = m["filtered"]
+        with pa.memory_map(str(path / "rows.arrow")) as f:
+            reader = pa.ipc.open_file(f)
+            for i in range(reader.num_record_batches):
+                for part in from_batch(reader.get_batch(i)):
+                    s = out._slot(part.slot)
+                    values = np.hstack([part.values, part.state]) if len(part.ids) else part.values
+                    s.upsert(part.ids, values, part.stamps)
+        return out
+
+    # -- accounting ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.slots.values())
+
+    def nbytes(self) -> int:
+        """Committed bytes of all tables and filters."""
+        return sum(s.nbytes for s in self.slots.values())
+
+    def stats(self) -> dict:
+        return {
+            "backend": self.backend,
+            "rows": len(self),
+            "nbytes": self.nbytes(),
+            "slots": {name: s.stats() for name, s in self.slots.items()},
+        }

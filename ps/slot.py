@@ -1,0 +1,194 @@
+"""One slot (feature group such as ``user_id``): a table plus its training policy.
+
+A slot owns a :class:`~ps.table.base.Table` whose rows are laid out as
+``[embedding (dim) | optimizer state]`` and applies the slot's admission filter,
+initializer, optimizer, expiry and delta tracking. :class:`ps.EmbeddingCollection`
+is a dict of these.
+
+Examples
+--------
+>>> import numpy as np
+>>> from freshet.config import SlotConfig
+>>> s = EmbeddingSlot(SlotConfig("genre", dim=2, optimizer="sgd", learning_rate=1.0,
+...                              init_std=0.0, ttl_s=10))
+>>> s.pull(np.array([3]), now=0.0).tolist()
+[[0.0, 0.0]]
+>>> s.push(np.array([3, 3]), np.ones((2, 2), np.float32), now=1.0)  # grads summed
+>>> s.lookup(np.array([3, 4])).tolist()
+[[-2.0, -2.0], [0.0, 0.0]]
+>>> s.evict_expired(now=5.0), s.evict_expired(now=12.0), len(s)
+(0, 1, 0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from freshet.config import SlotConfig
+from ps.filters import AdmissionFilter
+from ps.optimizers import Optimizer, make_optimizer, sum_duplicates
+from ps.table import CuckooTable, HashedTable, Table
+
+
+def make_table(width: int, backend: str, hashed_rows: int | None, seed: int) -> Table:
+    """The table for one slot: ``'cuckoo'`` or ``'hashed'`` (needs ``hashed_rows``)."""
+    if backend == "cuckoo":
+        return CuckooTable(width, seed=seed)
+    if backend == "hashed":
+        if not hashed_rows:
+            raise ValueError("backend 'hashed' needs hashed_rows")
+        return HashedTable(width, hashed_rows, seed=seed)
+    raise ValueError(f"unknown backend {backend!r}; expected 'cuckoo' or 'hashed'")
+
+
+class EmbeddingSlot:
+    """Embeddings of one feature group with its own dim, optimizer, filter and TTL."""
+
+    def __init__(
+        self,
+        config: SlotConfig,
+        backend: str = "cuckoo",
+        hashed_rows: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        self.dim = config.dim
+        self.optimizer: Optimizer = make_optimizer(
+            config.optimizer,
+            config.learning_rate,
+            initial_accumulator=config.initial_accumulator,
+            ftrl_beta=config.ftrl_beta,
+            ftrl_l1=config.ftrl_l1,
+            ftrl_l2=config.ftrl_l2,
+        )
+        self.width = self.dim + self.optimizer.state_width(self.dim)
+        self.table = make_table(self.width, backend, hashed_rows, seed)
+        self.filter = AdmissionFilter(
+            config.min_count, config.admit_prob, config.filter_width, config.filter_depth, seed
+        )
+        self.init_rng = np.random.default_rng(seed)
+        self.deleted: list[np.ndarray] = []  # IDs removed since the last drain
+        self.filtered = 0  # sightings refused a row (for stats)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def nbytes(self) -> int:
+        return self.table.nbytes + self.filter.nbytes
+
+    # -- training ------------------------------------------------------------------
+    def pull(self, ids: np.ndarray, now: float, train: bool = True) -> np.ndarray:
+        """Embeddings ``(len(ids), dim)``; with ``train``, admits and creates rows."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = self.table.find(ids)
+        if train:
+            missing = np.flatnonzero(rows < 0)
+            if len(missing):
+                admitted = missing[self.filter.admit(ids[missing])]
+                self.filtered += len(missing) - len(admitted)
+                if len(admitted):
+                    rows[admitted] = self._create(ids[admitted], now)
+        return self.table.rows.gather(rows, self.dim)
+
+    def _create(self, ids: np.ndarray, now: float) -> np.ndarray:
+        rows, new = self.table.insert(ids)
+        store = self.table.rows
+        store.values[new, : self.dim] = self.init_rng.normal(
+            0.0, self.config.init_std, (len(new), self.dim)
+        )
+        store.values[new, self.dim :] = self.optimizer.init_state(len(new), self.dim)
+        store.stamps[new] = now  # an untouched new row expires ttl_s after creation
+        return rows
+
+    def push(self, ids: np.ndarray, grads: np.ndarray, now: float) -> None:
+        """Apply the optimizer to admitted rows; duplicate IDs' gradients are summed."""
+        ids = np.asarray(ids, dtype=np.int64)
+        grads = np.ascontiguousarray(grads, dtype=np.float32)
+        if grads.shape != (len(ids), self.dim):
+            raise ValueError(f"grads shape {grads.shape} != {(len(ids), self.dim)}")
+        rows = self.table.find(ids)
+        hit = rows >= 0
+        if not hit.any():
+            return
+        uniq, inverse = np.unique(rows[hit], return_inverse=True)
+        summed = np.empty((len(uniq), self.dim), dtype=np.float32)
+        sum_duplicates(inverse, grads[hit], summed)
+        store = self.table.rows
+        self.optimizer.apply(store.values, uniq, summed, self.dim)
+        store.stamps[uniq] = now
+        store.dirty[uniq] = True
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Read-only embeddings; missing IDs read zeros."""
+        return self.table.rows.gather(self.table.find(ids), self.dim)
+
+    # -- expiry --------------------------------------------------------------------
+    def evict_expired(self, now: float) -> int:
+        """Delete rows whose last update is older than ``ttl_s``; returns how many."""
+        if self.config.ttl_s <= 0 or len(self.table) == 0:
+            return 0
+        store = self.table.rows
+        live = store.live_rows()
+        old = live[store.stamps[live] < now - self.config.ttl_s]
+        if len(old) == 0:
+            return 0
+        return len(self.delete(store.ids[old]))
+
+    def delete(self, ids: np.ndarray, record: bool = True) -> np.ndarray:
+        """Delete IDs; returns those that were present. ``record``: report them in the
+        next delta (the serving side, which never drains, passes False)."""
+        gone = self.table.delete(np.asarray(ids, dtype=np.int64))
+        if record and len(gone):
+            self.deleted.append(gone)
+        store = self.table.rows
+        # Give memory back once most of the arena is free rows.
+        if store.high_water > 4096 and len(self.table) < store.high_water // 4:
+            self.table.compact()
+        return gone
+
+    # -- deltas --------------------------------------------------------------------
+    def drain(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, values, stamps, deleted_ids)`` touched since the last drain; resets.
+
+        ``values`` are whole rows (embedding then optimizer state).
+        """
+        store = self.table.rows
+        rows = np.flatnonzero(store.dirty[: store.high_water])
+        store.dirty[rows] = False
+        deleted = np.concatenate(self.deleted) if self.deleted else np.empty(0, np.int64)
+        self.deleted = []
+        # An ID deleted then re-created since the last drain is live: send its values.
+        ids = store.ids[rows]
+        deleted = np.setdiff1d(deleted, ids)
+        return ids, store.values[rows], store.stamps[rows], deleted
+
+    def dump(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every live row: ``(ids, values, stamps)`` (for snapshots)."""
+        ids, rows = self.table.items()
+        store = self.table.rows
+        return ids, store.values[rows], store.stamps[rows]
+
+    def upsert(self, ids: np.ndarray, values: np.ndarray, stamps: np.ndarray) -> None:
+        """Write rows as given (no filter, no optimizer): restore and serving.
+
+        ``values`` may hold just the embedding (``dim`` columns: optimizer state is
+        initialised for new rows, kept for old) or whole rows (``width`` columns).
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        rows, new = self.table.insert(ids)
+        store = self.table.rows
+        if values.shape[1] == self.dim:
+            store.values[new, self.dim :] = self.optimizer.init_state(len(new), self.dim)
+        store.values[rows, : values.shape[1]] = values
+        store.stamps[rows] = stamps
+
+    def stats(self) -> dict:
+        return {
+            **self.table.stats(),
+            "nbytes": self.nbytes,
+            "filter_bytes": self.filter.nbytes,
+            "filtered_sightings": self.filtered,
+        }
