@@ -127,26 +127,22 @@ class EmbeddingCollection:
         path.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "backend": self.backend, "hashed_rows": self.hashed_rows,
                 "seed": self.seed, "slots": {}}
-        batches = []
-        for name, s in self.slots.items():
+        parts = []
+        for k, (name, s) in enumerate(self.slots.items()):
             ids, values, stamps = s.dump()
-            none = np.empty(0, np.int64)
-            batches.append(to_batch(
-                [SlotRows(name, ids, values[:, : s.dim], stamps, none, values[:, s.dim :])],
-                with_state=True,
-            ))
+            parts.append(SlotRows(name, ids, values[:, : s.dim], stamps,
+                                  np.empty(0, np.int64), values[:, s.dim :]))
             sketch, filter_meta = s.filter.state()
+            np.save(path / f"sketch-{k}.npy", sketch, allow_pickle=False)
             meta["slots"][name] = {
                 "dim": s.dim, "width": s.width, "optimizer": s.config.optimizer,
-                "filter": filter_meta, "init_rng": s.init_rng.bit_generator.state,
-                "filtered": s.filtered,
+                "filter": filter_meta, "sketch_file": f"sketch-{k}.npy",
+                "init_rng": s.init_rng.bit_generator.state, "filtered": s.filtered,
             }
-            np.save(path / f"sketch-{len(meta['slots'])}.npy", sketch, allow_pickle=False)
-            meta["slots"][name]["sketch_file"] = f"sketch-{len(meta['slots'])}.npy"
-        schema = batches[0].schema if batches else to_batch([], True).schema
-        with pa.OSFile(str(path / "rows.arrow"), "wb") as f, pa.ipc.new_file(f, schema) as w:
-            for b in batches:
-                w.write_batch(b.cast(schema) if b.schema != schema else b)
+        # One batch: an Arrow IPC file allows a single dictionary for the slot column.
+        batch = to_batch(parts, with_state=True)
+        with pa.OSFile(str(path / "rows.arrow"), "wb") as f, pa.ipc.new_file(f, batch.schema) as w:
+            w.write_batch(batch)
         (path / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod

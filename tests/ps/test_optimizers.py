@@ -1,0 +1,71 @@
+"""Each in-table optimizer against a plain NumPy reference of its update rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ps.optimizers import FTRL, SGD, Adagrad, make_optimizer, sum_duplicates
+
+
+def reference(opt, w, state, g):  # noqa: ANN001, ANN201 - test helper
+    """One step on float64 copies."""
+    w, state, g = w.astype(np.float64), state.astype(np.float64), g.astype(np.float64)
+    if isinstance(opt, SGD):
+        return w - opt.learning_rate * g, state
+    if isinstance(opt, Adagrad):
+        acc = state + g * g
+        return w - opt.learning_rate * g / np.sqrt(acc), acc
+    dim = w.shape[1]
+    z, n = state[:, :dim], state[:, dim:]
+    n_new = n + g * g
+    z = z + g - (np.sqrt(n_new) - np.sqrt(n)) / opt.learning_rate * w
+    w = np.where(
+        np.abs(z) <= opt.l1,
+        0.0,
+        -(z - np.sign(z) * opt.l1) / ((opt.beta + np.sqrt(n_new)) / opt.learning_rate + opt.l2),
+    )
+    return w, np.hstack([z, n_new])
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [SGD(0.1), Adagrad(0.2, 0.1), FTRL(0.3, 1.0, 0.0, 0.0), FTRL(0.3, 0.5, 0.05, 0.1)],
+    ids=["sgd", "adagrad", "ftrl", "ftrl-l1l2"],
+)
+def test_matches_reference_over_steps(opt) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    dim, n = 4, 6
+    values = np.zeros((n + 2, dim + opt.state_width(dim)), np.float32)
+    rows = np.array([7, 0, 3, 5, 1, 2])  # not in order; rows 4 and 6 untouched
+    values[rows, :dim] = rng.normal(0, 0.1, (n, dim))
+    values[rows, dim:] = opt.init_state(n, dim)
+    untouched = values[[4, 6]].copy()
+    w, state = values[rows, :dim], values[rows, dim:]
+    for _ in range(5):
+        g = rng.normal(0, 1, (n, dim)).astype(np.float32)
+        opt.apply(values, rows, g, dim)
+        w, state = reference(opt, w, state, g)
+        np.testing.assert_allclose(values[rows, :dim], w, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(values[rows, dim:], state, rtol=1e-4, atol=1e-5)
+    assert (values[[4, 6]] == untouched).all()
+
+
+def test_ftrl_l1_zeroes_weak_weights() -> None:
+    opt = FTRL(0.1, l1=10.0)
+    values = np.zeros((1, 3), np.float32)
+    values[0, 0] = 0.5
+    opt.apply(values, np.array([0]), np.array([[0.01]], np.float32), 1)
+    assert values[0, 0] == 0.0
+
+
+def test_sum_duplicates() -> None:
+    out = np.empty((2, 2), np.float32)
+    sum_duplicates(np.array([1, 0, 1]), np.array([[1, 2], [3, 4], [5, 6]], np.float32), out)
+    assert out.tolist() == [[3, 4], [6, 8]]
+
+
+def test_make_optimizer_rejects_unknown() -> None:
+    assert make_optimizer("sgd", 0.5) == SGD(0.5)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("adam", 0.1)
