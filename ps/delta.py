@@ -155,10 +155,10 @@ def encode_dense(
     One Arrow row per array (columns ``name, dtype, shape, row_start, data``); an array
     too big for a part is cut along axis 0 into several rows.
     """
-    limit = max_part_bytes - _HEADROOM - 512  # room for the row's other columns
+    limit = max_part_bytes - _HEADROOM - 2048  # room for IPC framing and the other columns
     rows: dict[str, list] = {"name": [], "dtype": [], "shape": [], "row_start": [], "data": []}
     for name, arr in weights.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name}: dtype {arr.dtype} is not numeric")
         flat = arr.reshape(1, -1) if arr.ndim == 0 else arr
