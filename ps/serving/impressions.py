@@ -1,0 +1,102 @@
+"""Impression logging: the features of every item a ranking request returned, to Kafka.
+
+These are the impressions the joiner joins with actions, which closes the loop.
+Requests never wait for Kafka: :meth:`ImpressionLogger.log` only puts the request
+on a bounded queue; a thread serialises one :class:`freshet.topics.Impression` per
+(request, item) and hands it to the asynchronous producer. If the queue is full
+(Kafka down or far behind) the request's impressions are dropped and counted,
+rather than slowing down or failing ranking.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from freshet.config import Config
+from freshet.kafka import producer
+from freshet.topics import SCHEMA_VERSION, Impression
+from ps.serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShownRequest:
+    """One ranking request's shown items and their features."""
+
+    request_id: str
+    user_id: int
+    ts: int  # milliseconds since the epoch
+    user_slots: Mapping[str, Sequence[int]]
+    items: Sequence[tuple[int, Mapping[str, Sequence[int]]]]  # (item_id, item slots)
+
+
+def impression_dicts(req: ShownRequest) -> list[dict]:
+    """The :class:`Impression` JSON objects of a request: user and item slots merged.
+
+    >>> r = ShownRequest("r1", 3, 100, {"user_id": [3]}, [(7, {"item_id": [7]})])
+    >>> Impression.from_json(orjson.dumps(impression_dicts(r)[0])).slots
+    {'user_id': [3], 'item_id': [7]}
+    """
+    out = []
+    for item_id, slots in req.items:
+        merged = {k: list(v) for k, v in req.user_slots.items()}
+        for k, v in slots.items():
+            merged[k] = merged.get(k, []) + list(v)
+        out.append({"v": SCHEMA_VERSION, "request_id": req.request_id, "item_id": item_id,
+                    "user_id": req.user_id, "ts": req.ts, "slots": merged})
+    return out
+
+
+class ImpressionLogger(threading.Thread):
+    """Writes :class:`ShownRequest` s to the ``features`` topic from a background thread."""
+
+    def __init__(self, cfg: Config, metrics: ServingMetrics, max_queue: int = 10_000) -> None:
+        super().__init__(name="impression-logger", daemon=True)
+        self.topic = cfg.topics.name(Impression.topic)
+        self.metrics = metrics
+        self.queue: queue.Queue[ShownRequest | None] = queue.Queue(max_queue)
+        self.producer = producer(cfg, **{"linger.ms": 50})
+        self.failed = 0
+
+    def log(self, req: ShownRequest) -> None:
+        """Queue a request's impressions; never blocks."""
+        try:
+            self.queue.put_nowait(req)
+        except queue.Full:
+            self.metrics.impressions.labels("dropped").inc(len(req.items))
+
+    def run(self) -> None:
+        while True:
+            req = self.queue.get()
+            if req is None:
+                break
+            key = req.request_id.encode()
+            for imp in impression_dicts(req):
+                self._produce(key, orjson.dumps(imp))
+            self.metrics.impressions.labels("logged").inc(len(req.items))
+            self.producer.poll(0)
+        self.producer.flush(10)
+
+    def _produce(self, key: bytes, value: bytes) -> None:
+        try:
+            self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
+        except BufferError:  # librdkafka's queue is full: wait for room once
+            self.producer.poll(0.5)
+            self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
+
+    def _delivered(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.failed += 1
+            self.metrics.impressions.labels("failed").inc()
+            log.warning("impression not delivered: %s", err)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.queue.put(None)
+        self.join(timeout_s)

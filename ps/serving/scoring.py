@@ -1,0 +1,70 @@
+"""Scoring with the served tables: sum-pool each slot per example, then the dense forward.
+
+The pooled input is what the trainer feeds its dense part: shape
+``(examples, slots, dim)`` in the model config's slot order, each slot's embedding
+summed over the example's IDs (``udfs/pooling.py``). The dense forward is a plain
+function ``forward(weights, pooled) -> logits`` (the trainer's NumPy forward, see
+``jobs/serve.py``), so serving never imports TensorFlow.
+
+A slot's IDs are given as CSR: ``ids`` and ``offsets`` (example ``b`` owns
+``ids[offsets[b]:offsets[b + 1]]``), so each slot is one vectorized lookup.
+
+Examples
+--------
+>>> rows = np.array([[1.0, 2.0], [10.0, 20.0], [100.0, 200.0]], np.float32)
+>>> pool_csr(rows, np.array([0, 2, 2, 3])).tolist()   # example 1 has no ID
+[[11.0, 22.0], [0.0, 0.0], [100.0, 200.0]]
+>>> csr([[5], [], [6, 7]])
+(array([5, 6, 7]), array([0, 1, 1, 3]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+# forward(weights, pooled (n, slots, dim)) -> logits (n,)
+Forward = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
+
+
+def csr(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of IDs as ``(ids int64, offsets int64 of length n + 1)``."""
+    lengths = np.fromiter((len(x) for x in lists), np.int64, len(lists))
+    offsets = np.zeros(len(lists) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((i for x in lists for i in x), np.int64, int(offsets[-1]))
+    return ids, offsets
+
+
+def pool_csr(rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per example, the sum of its rows: ``(len(offsets) - 1, dim)`` float32.
+
+    Cumulative sums in float64, differenced at the offsets: vectorized, and an
+    example without IDs gets zeros.
+    """
+    n = len(offsets) - 1
+    if len(rows) == n and np.array_equal(offsets, np.arange(n + 1)):
+        return rows  # one ID per example (the usual case): nothing to add up
+    cs = np.zeros((len(rows) + 1, rows.shape[1]), np.float64)
+    np.cumsum(rows, axis=0, out=cs[1:])
+    return (cs[offsets[1:]] - cs[offsets[:-1]]).astype(np.float32)
+
+
+def pool_slots(
+    embeddings: Mapping[str, np.ndarray],
+    offsets: Mapping[str, np.ndarray],
+    slot_order: Sequence[str],
+    n: int,
+    dim: int,
+) -> np.ndarray:
+    """``(n, slots, dim)`` pooled input; a slot absent from ``offsets`` pools to zeros."""
+    pooled = np.zeros((n, len(slot_order), dim), np.float32)
+    for s, name in enumerate(slot_order):
+        if name in offsets:
+            pooled[:, s] = pool_csr(embeddings[name], offsets[name])
+    return pooled
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (0.5 * (np.tanh(0.5 * logits.astype(np.float64)) + 1.0)).astype(np.float32)
