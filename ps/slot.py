@@ -121,7 +121,7 @@ class EmbeddingSlot:
 
     def lookup(self, ids: np.ndarray) -> np.ndarray:
         """Read-only embeddings; missing IDs read zeros."""
-        return self.table.rows.gather(self.table.find(ids), self.dim)
+        return self.table.lookup(np.asarray(ids, dtype=np.int64), self.dim)
 
     # -- expiry --------------------------------------------------------------------
     def evict_expired(self, now: float) -> int:

@@ -51,6 +51,10 @@ class Table(ABC):
     def nbytes(self) -> int:
         """Committed bytes: index plus row store."""
 
+    def lookup(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The first ``dim`` values of each ID's row; zeros where absent."""
+        return self.rows.gather(self.find(ids), dim)
+
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """All live ``(ids, rows)``, in row order."""
         rows = self.rows.live_rows()

@@ -1,19 +1,20 @@
 """Collisionless embedding table: bucketized cuckoo hashing (2 tables x 4-slot buckets).
 
-Layout (one flat array per column, ``2 * n_buckets * BUCKET`` slots)::
+Index layout: one int64 array of ``2 * n_buckets`` buckets, each one 64-byte cache
+line holding 4 keys and the 4 row numbers that go with them::
 
-    keys  int64  [ T0: bucket 0 | bucket 1 | ... | T1: bucket 0 | bucket 1 | ... ]
-    rows  int32  [ row number in the RowStore for each occupied slot, -1 if empty ]
+    bucket b:  [ key0 key1 key2 key3 | row0 row1 row2 row3 ]     (8 x int64 = 64 B)
+    buckets:   [ T0: 0 .. n_buckets-1 | T1: n_buckets .. 2*n_buckets-1 ]
 
 An ID lives in one of two buckets: ``h0 = low 32 bits of mix64(id ^ seed)`` in T0
 or ``h1 = high 32 bits`` in T1 (both masked to ``n_buckets - 1``). A lookup reads at
-most two buckets of 4 keys (32 bytes each). An insert takes any empty slot in
-either bucket; if both are full it evicts a pseudo-randomly chosen occupant to its
-bucket in the other table, and so on (a random walk of at most ``max_kicks``
-moves). A walk that fails (a cycle, or the table is simply full) doubles
-``n_buckets`` and rehashes. With 4-slot buckets the walk rarely fails below ~95%
-load, so the table grows late and stays dense. Full keys are stored, so two
-distinct IDs never share a slot, hence never share a row.
+most two cache lines, then the ID's row in the :class:`RowStore`. An insert takes
+any empty slot in either bucket; if both are full it evicts a pseudo-randomly
+chosen occupant to its bucket in the other table, and so on (a random walk of at
+most ``max_kicks`` moves). A walk that fails (a cycle, or the table is simply
+full) doubles ``n_buckets`` and rehashes. With 4-slot buckets walks rarely fail
+below ~95% load, so the table grows late and stays dense. Full keys are stored,
+so two distinct IDs never share a slot, hence never share a row.
 
 Examples
 --------
@@ -34,40 +35,85 @@ from numba import njit
 
 from ps.hashing import mix64
 from ps.table.base import Table, check_ids
+from ps.table.prefetch import prefetch
 from ps.table.rows import EMPTY_ID, RowStore
 
-BUCKET = 4  # slots per bucket, as libcuckoo: 4 int64 keys = 32 bytes
+BUCKET = 4  # slots per bucket, as libcuckoo
+_LINE = 2 * BUCKET  # int64 words per bucket: keys then rows
+_AHEAD = 8  # pipeline distance: keys whose cache lines are in flight
 _MASK32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bases(key: np.int64, seed: np.uint64, n_buckets: np.int64) -> tuple[np.int64, np.int64]:
-    """First slot of the ID's bucket in T0 and in T1."""
+def _homes(key: np.int64, seed: np.uint64, n_buckets: np.int64) -> tuple[np.int64, np.int64]:
+    """The ID's bucket in T0 and in T1 (indexes into the bucket array)."""
     h = mix64(np.uint64(key) ^ seed)
     mask = np.uint64(n_buckets - 1)
-    b0 = np.int64(h & _MASK32 & mask)
-    b1 = np.int64((h >> _S32) & mask)
-    return b0 * BUCKET, (n_buckets + b1) * BUCKET
+    return np.int64(h & _MASK32 & mask), n_buckets + np.int64((h >> _S32) & mask)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _probe(buckets, b0, b1, key):  # noqa: ANN001, ANN202 - numba helper
+    """Row of ``key`` in buckets b0/b1, or -1 (reads both lines: no branch to mispredict)."""
+    r = -1
+    for j in range(BUCKET):
+        if buckets[b0, j] == key:
+            r = buckets[b0, BUCKET + j]
+    for j in range(BUCKET):
+        if buckets[b1, j] == key:
+            r = buckets[b1, BUCKET + j]
+    return r
 
 
 @njit(cache=True, nogil=True)
-def _find(keys, slot_rows, n_buckets, seed, ids, out):  # noqa: ANN001 - numba kernel
-    for i in range(ids.shape[0]):
-        k = ids[i]
-        base0, base1 = _bases(k, seed, n_buckets)
-        r = -1
-        for j in range(BUCKET):
-            if keys[base0 + j] == k:
-                r = slot_rows[base0 + j]
-        for j in range(BUCKET):
-            if keys[base1 + j] == k:
-                r = slot_rows[base1 + j]
-        out[i] = r
+def _find(buckets, n_buckets, seed, ids, out):  # noqa: ANN001 - numba kernel
+    """out[i] = row of ids[i] or -1. Pipelined: hash and prefetch _AHEAD keys early."""
+    n = ids.shape[0]
+    homes = np.empty((n, 2), np.int64)
+    for t in range(n + _AHEAD):
+        if t < n:
+            b0, b1 = _homes(ids[t], seed, n_buckets)
+            homes[t, 0], homes[t, 1] = b0, b1
+            prefetch(buckets, b0)
+            prefetch(buckets, b1)
+        i = t - _AHEAD
+        if i >= 0:
+            out[i] = _probe(buckets, homes[i, 0], homes[i, 1], ids[i])
 
 
 @njit(cache=True, nogil=True)
-def _place(keys, slot_rows, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN001
+def _lookup(buckets, n_buckets, seed, ids, values, dim, out):  # noqa: ANN001
+    """out[i] = values[row of ids[i], :dim] or zeros; a 3-stage pipeline of _AHEAD keys:
+    hash + prefetch buckets, probe + prefetch row, copy row."""
+    n = ids.shape[0]
+    homes = np.empty((n, 2), np.int64)
+    rows = np.empty(n, np.int64)
+    for t in range(n + 2 * _AHEAD):
+        if t < n:
+            b0, b1 = _homes(ids[t], seed, n_buckets)
+            homes[t, 0], homes[t, 1] = b0, b1
+            prefetch(buckets, b0)
+            prefetch(buckets, b1)
+        i = t - _AHEAD
+        if 0 <= i < n:
+            r = _probe(buckets, homes[i, 0], homes[i, 1], ids[i])
+            rows[i] = r
+            if r >= 0:
+                prefetch(values, r)
+        i = t - 2 * _AHEAD
+        if i >= 0:
+            r = rows[i]
+            if r < 0:
+                for j in range(dim):
+                    out[i, j] = 0.0
+            else:
+                for j in range(dim):
+                    out[i, j] = values[r, j]
+
+
+@njit(cache=True, nogil=True)
+def _place(buckets, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN001
     """Insert absent, distinct ``ids[start:]`` with their ``rows``.
 
     Returns ``(-1, 0, 0)`` when all settled, else ``(i, key, row)``: the walk for
@@ -76,16 +122,16 @@ def _place(keys, slot_rows, n_buckets, seed, ids, rows, start, max_kicks):  # no
     """
     for i in range(start, ids.shape[0]):
         k = ids[i]
-        r = np.int32(rows[i])
+        r = rows[i]
         side = 0
         settled = False
         for kick in range(max_kicks):
-            base0, base1 = _bases(k, seed, n_buckets)
-            for base in (base0, base1):
+            b0, b1 = _homes(k, seed, n_buckets)
+            for b in (b0, b1):
                 for j in range(BUCKET):
-                    if keys[base + j] == EMPTY_ID:
-                        keys[base + j] = k
-                        slot_rows[base + j] = r
+                    if buckets[b, j] == EMPTY_ID:
+                        buckets[b, j] = k
+                        buckets[b, BUCKET + j] = r
                         settled = True
                         break
                 if settled:
@@ -94,28 +140,38 @@ def _place(keys, slot_rows, n_buckets, seed, ids, rows, start, max_kicks):  # no
                 break
             # Both buckets full: evict a pseudo-random occupant of this side's bucket;
             # it moves to its bucket in the other table on the next step.
-            base = base0 if side == 0 else base1
-            s = base + np.int64(mix64(np.uint64(k) + np.uint64(kick)) & np.uint64(BUCKET - 1))
-            k, keys[s] = keys[s], k
-            r, slot_rows[s] = slot_rows[s], r
+            b = b0 if side == 0 else b1
+            j = np.int64(mix64(np.uint64(k) + np.uint64(kick)) & np.uint64(BUCKET - 1))
+            k, buckets[b, j] = buckets[b, j], k
+            r, buckets[b, BUCKET + j] = buckets[b, BUCKET + j], r
             side = 1 - side
         if not settled:
-            return i, k, np.int64(r)
+            return i, k, r
     return -1, 0, 0
 
 
 @njit(cache=True, nogil=True)
-def _delete(keys, slot_rows, n_buckets, seed, ids, out):  # noqa: ANN001
+def _delete(buckets, n_buckets, seed, ids, out):  # noqa: ANN001
     for i in range(ids.shape[0]):
         k = ids[i]
-        base0, base1 = _bases(k, seed, n_buckets)
+        b0, b1 = _homes(k, seed, n_buckets)
         out[i] = -1
-        for base in (base0, base1):
+        for b in (b0, b1):
             for j in range(BUCKET):
-                if keys[base + j] == k:
-                    out[i] = slot_rows[base + j]
-                    keys[base + j] = EMPTY_ID
-                    slot_rows[base + j] = -1
+                if buckets[b, j] == k:
+                    out[i] = buckets[b, BUCKET + j]
+                    buckets[b, j] = EMPTY_ID
+                    buckets[b, BUCKET + j] = -1
+
+
+def _line_aligned_buckets(n: int) -> np.ndarray:
+    """(n, 8) int64 starting on a 64-byte boundary, so each bucket is one cache line."""
+    raw = np.empty(n * _LINE + _LINE, dtype=np.int64)
+    skip = (-raw.ctypes.data % 64) // 8
+    out = raw[skip : skip + n * _LINE].reshape(n, _LINE)
+    out[:, :BUCKET] = EMPTY_ID
+    out[:, BUCKET:] = -1
+    return out
 
 
 class CuckooTable(Table):
@@ -146,28 +202,32 @@ class CuckooTable(Table):
         self._alloc_index(self.initial_buckets)
         self._count = 0
 
-    # -- index storage -------------------------------------------------------------
     def _alloc_index(self, n_buckets: int) -> None:
         self.n_buckets = n_buckets
-        self._keys = np.full(2 * BUCKET * n_buckets, EMPTY_ID, dtype=np.int64)
-        self._slot_rows = np.full(2 * BUCKET * n_buckets, -1, dtype=np.int32)
+        self._buckets = _line_aligned_buckets(2 * n_buckets)
 
     @property
     def slots(self) -> int:
-        return self._keys.shape[0]
+        return 2 * BUCKET * self.n_buckets
 
     def __len__(self) -> int:
         return self._count
 
     @property
     def nbytes(self) -> int:
-        return self._keys.nbytes + self._slot_rows.nbytes + self.rows.nbytes
+        return self._buckets.nbytes + self.rows.nbytes
 
     # -- operations ----------------------------------------------------------------
     def find(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
         out = np.empty(len(ids), dtype=np.int64)
-        _find(self._keys, self._slot_rows, self.n_buckets, self.seed, ids, out)
+        _find(self._buckets, self.n_buckets, self.seed, ids, out)
+        return out
+
+    def lookup(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        ids = check_ids(ids)
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        _lookup(self._buckets, self.n_buckets, self.seed, ids, self.rows.values, dim, out)
         return out
 
     def insert(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,18 +246,18 @@ class CuckooTable(Table):
     def delete(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
         out = np.empty(len(ids), dtype=np.int64)
-        _delete(self._keys, self._slot_rows, self.n_buckets, self.seed, ids, out)
+        _delete(self._buckets, self.n_buckets, self.seed, ids, out)
         hit = out >= 0
         self._count -= int(hit.sum())
         self.rows.release(out[hit])
         return ids[hit]
 
+    # -- growth --------------------------------------------------------------------
     def _place_all(self, ids: np.ndarray, rows: np.ndarray) -> None:
         start = 0
         while True:
             i, key, row = _place(
-                self._keys, self._slot_rows, self.n_buckets, self.seed, ids, rows, start,
-                self.max_kicks,
+                self._buckets, self.n_buckets, self.seed, ids, rows, start, self.max_kicks
             )
             if i < 0:
                 self._count += len(ids) - start
@@ -208,18 +268,17 @@ class CuckooTable(Table):
 
     def _grow(self, homeless: tuple[int, int]) -> None:
         self.grow_loads.append(self._count / self.slots)
-        occupied = self._keys != EMPTY_ID
-        ids = np.append(self._keys[occupied], np.int64(homeless[0]))
-        rows = np.append(self._slot_rows[occupied].astype(np.int64), np.int64(homeless[1]))
+        keys = self._buckets[:, :BUCKET].ravel()
+        occupied = keys != EMPTY_ID
+        ids = np.append(keys[occupied], np.int64(homeless[0]))
+        rows = np.append(self._buckets[:, BUCKET:].ravel()[occupied], np.int64(homeless[1]))
         self._rehash(2 * self.n_buckets, ids, rows)
 
     def _rehash(self, n_buckets: int, ids: np.ndarray, rows: np.ndarray) -> None:
         """Rebuild the index with ``n_buckets`` per side, doubling again on failure."""
         while True:
             self._alloc_index(n_buckets)
-            i, _, _ = _place(
-                self._keys, self._slot_rows, n_buckets, self.seed, ids, rows, 0, self.max_kicks
-            )
+            i, _, _ = _place(self._buckets, n_buckets, self.seed, ids, rows, 0, self.max_kicks)
             if i < 0:
                 break
             n_buckets *= 2

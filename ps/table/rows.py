@@ -50,6 +50,7 @@ class RowStore:
         self.dirty = np.empty(capacity, dtype=np.bool_)
         self._free = np.empty(capacity, dtype=np.int64)  # stack of released rows
         self.n_free = 0
+        self._free_high = 0  # most free-list entries ever used (committed pages)
         self.high_water = 0  # rows [0, high_water) have been handed out at least once
 
     @property
@@ -58,12 +59,12 @@ class RowStore:
 
     @property
     def row_bytes(self) -> int:
-        """Committed bytes per row: values, id, stamp, dirty bit, free-list slot."""
-        return 4 * self.width + 8 + 8 + 1 + 8
+        """Committed bytes per row: values, id, last-update stamp, dirty flag."""
+        return 4 * self.width + 8 + 8 + 1
 
     @property
     def nbytes(self) -> int:
-        return self.high_water * self.row_bytes
+        return self.high_water * self.row_bytes + 8 * self._free_high
 
     def reserve(self, capacity: int) -> None:
         """Make room for ``capacity`` rows (copying only the used prefix)."""
@@ -99,6 +100,7 @@ class RowStore:
         self.dirty[rows] = False
         self._free[self.n_free : self.n_free + len(rows)] = rows
         self.n_free += len(rows)
+        self._free_high = max(self._free_high, self.n_free)
 
     def live_rows(self) -> np.ndarray:
         """Row numbers currently owned by an ID."""
