@@ -119,7 +119,7 @@ class DeltaLoader(threading.Thread):
         self._dirty = False
         self._last_snapshot = time.monotonic()
         self._last_gauges = 0.0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._consumer = None
         self._duplicates = self.assembler.duplicates
 
@@ -150,7 +150,7 @@ class DeltaLoader(threading.Thread):
         try:
             if self._consumer is None:
                 self.open()
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 self.poll(0.05)
         except Exception:
             log.exception("loader failed; serving goes on with the last applied state")
@@ -163,7 +163,7 @@ class DeltaLoader(threading.Thread):
                     self._consumer.close()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
+        self._halt.set()
         if self.is_alive():
             self.join(timeout_s)
 

@@ -68,3 +68,52 @@ def pool_slots(
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (np.tanh(0.5 * logits.astype(np.float64)) + 1.0)).astype(np.float32)
+
+
+def candidate_inputs(
+    user_slots: Mapping[str, Sequence[int]],
+    item_slots: Sequence[Mapping[str, Sequence[int]]],
+    slot_order: Sequence[str],
+) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, np.ndarray]]:
+    """IDs to look up per slot for one user and ``n`` candidate items.
+
+    Returns ``(ids, n_user, offsets)``: per slot, the user's IDs first (``n_user`` of
+    them, shared by every candidate) then the items' IDs as CSR ``offsets``.
+    """
+    ids, n_user, offsets = {}, {}, {}
+    for name in slot_order:
+        user = user_slots.get(name, ())
+        lists = [s.get(name, ()) for s in item_slots]
+        if not user and not any(lists):
+            continue
+        item_ids, offs = csr(lists)
+        ids[name] = np.concatenate([np.asarray(user, np.int64), item_ids])
+        n_user[name] = len(user)
+        offsets[name] = offs
+    return ids, n_user, offsets
+
+
+def pool_candidates(
+    embeddings: Mapping[str, np.ndarray],
+    n_user: Mapping[str, int],
+    offsets: Mapping[str, np.ndarray],
+    slot_order: Sequence[str],
+    n: int,
+    dim: int,
+) -> np.ndarray:
+    """``(n, slots, dim)``: each candidate's item IDs pooled, plus the user's, per slot.
+
+    >>> emb = {"u": np.array([[1.0], [2.0], [3.0]], np.float32)}   # 1 user ID, 2 items
+    >>> pool_candidates(emb, {"u": 1}, {"u": np.array([0, 1, 2])}, ["u", "x"], 2, 1)[:, :, 0]
+    array([[3., 0.],
+           [4., 0.]], dtype=float32)
+    """
+    pooled = np.zeros((n, len(slot_order), dim), np.float32)
+    for s, name in enumerate(slot_order):
+        if name not in offsets:
+            continue
+        rows, k = embeddings[name], n_user[name]
+        pooled[:, s] = pool_csr(rows[k:], offsets[name])
+        if k:
+            pooled[:, s] += rows[:k].sum(axis=0)
+    return pooled

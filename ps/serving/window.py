@@ -106,11 +106,11 @@ class ExampleTail(threading.Thread):
         self.cfg = cfg
         self.window = window
         self.from_beginning = from_beginning
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.malformed = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         topic = self.cfg.topics.name("examples")
@@ -118,7 +118,7 @@ class ExampleTail(threading.Thread):
         try:
             start = 0 if self.from_beginning else OFFSET_END
             c.assign([TopicPartition(topic, p, start) for p in partitions(self.cfg, topic)])
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 for m in c.consume(200, timeout=0.2):
                     if m.error() is not None:
                         continue

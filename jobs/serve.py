@@ -1,0 +1,346 @@
+"""The serving process (``freshet serve``): a ranking API over the freshest parameters.
+
+One process holds a :class:`ps.serving.ServingState` (embedding tables + dense
+model). Threads keep it fresh and close the loop:
+
+- the :class:`~ps.serving.DeltaLoader` applies the ``params`` topic (from the
+  snapshot's position) and snapshots every ``serving.snapshot_interval_s``;
+- an :class:`~ps.serving.window.ExampleTail` keeps recent labelled examples for the
+  dense validation gate;
+- an :class:`~ps.serving.impressions.ImpressionLogger` writes each returned item's
+  features to the ``features`` topic with the request ID (the joiner's input).
+
+HTTP (FastAPI; the schema is at ``/openapi.json``, docs at ``/docs``):
+``POST /rank``, ``GET /healthz``, ``GET /status``, ``GET /metrics`` (Prometheus).
+Scoring uses the trainer's NumPy forward, never TensorFlow. ``docs/serving.md``
+has the design and the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from freshet.config import Config, load_config
+from ps.serving.demotion import RecentImpressions
+from ps.serving.gate import ValidationGate
+from ps.serving.impressions import ImpressionLogger, ShownRequest
+from ps.serving.loader import DeltaLoader
+from ps.serving.metrics import ServingMetrics
+from ps.serving.scoring import Forward, candidate_inputs, pool_candidates, sigmoid
+from ps.serving.store import SnapshotStore
+from ps.serving.window import ExampleTail, ExampleWindow
+
+log = logging.getLogger("freshet.serve")
+
+
+# -- API schema ------------------------------------------------------------------------
+class Candidate(BaseModel):
+    item_id: int
+    slots: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Item features: slot -> IDs. Empty: {'item_id': [item_id]}.",
+    )
+
+
+class RankRequest(BaseModel):
+    user_id: int
+    user_slots: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="User features: slot -> IDs. Empty: {'user_id': [user_id]}.",
+    )
+    candidates: list[Candidate] = Field(min_length=1)
+    request_id: str | None = Field(None, max_length=200, description="Default: generated.")
+    shown: int | None = Field(
+        None, ge=0, description="The client shows the best `shown` items: only those are "
+        "logged as impressions and remembered for demotion. Default: all.")
+    demote: bool = Field(True, description="Demote items recently shown to this user.")
+
+
+class RankedItem(BaseModel):
+    item_id: int
+    score: float  # the model's click probability (before demotion)
+    demoted: bool
+
+
+class RankResponse(BaseModel):
+    request_id: str
+    items: list[RankedItem]  # best first
+    model_version: int
+    model_seq: int
+    table_version: int
+
+
+class Status(BaseModel):
+    ok: bool
+    ready: bool  # a dense model is loaded and the loader has read the topic to its end
+    model_version: int
+    table_version: int
+    watermark_ms: int | None
+    rows: dict[str, int]
+
+
+# -- the process -----------------------------------------------------------------------
+def numpy_forward() -> Forward:
+    """The trainer's NumPy forward (``udfs/models/numpy_forward.py``), loaded by path.
+
+    Importing it as ``udfs.models.numpy_forward`` would run the package's
+    ``__init__``, which imports Keras and TensorFlow (seconds, hundreds of MB);
+    serving needs none of that.
+    """
+    spec = importlib.util.find_spec("udfs")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("package udfs not found")
+    path = Path(spec.submodule_search_locations[0]) / "models" / "numpy_forward.py"
+    mod_spec = importlib.util.spec_from_file_location("freshet_serving_numpy_forward", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.numpy_forward
+
+
+class NoModel(RuntimeError):
+    """No dense model has been loaded yet."""
+
+
+class Server:
+    """State, loader and helpers of one serving process; :func:`create_app` wraps it."""
+
+    def __init__(self, cfg: Config, forward: Forward | None = None,
+                 log_impressions: bool | None = None) -> None:
+        self.cfg = cfg
+        sc = cfg.serving
+        self.slots = list(cfg.model.slots)
+        self.slot_order = [s.name for s in self.slots]
+        self.dim = self.slots[0].dim
+        self.forward = forward or numpy_forward()
+        self.metrics = ServingMetrics()
+        self.store = SnapshotStore(cfg.path(sc.snapshot_dir) / cfg.model.model_id)
+        t0 = time.monotonic()
+        self.state, position = self.store.load(self.slots)
+        self.restore_s = time.monotonic() - t0
+        self.window = ExampleWindow(sc.gate_window)
+        self.gate = ValidationGate(self.forward, self.slot_order, self.dim,
+                                   sc.dense_gate_margin, sc.gate_min_examples)
+        self.loader = DeltaLoader(cfg, self.state, position, cfg.model.model_id, self.store,
+                                  self.gate, self.window, self.metrics, sc.snapshot_interval_s)
+        self.tail = ExampleTail(cfg, self.window)
+        log_impressions = sc.log_impressions if log_impressions is None else log_impressions
+        self.impressions = ImpressionLogger(cfg, self.metrics) if log_impressions else None
+        self.recent = (RecentImpressions(sc.demotion_window_s, sc.demotion_factor)
+                       if sc.demotion_window_s > 0 else None)
+        self._ids = itertools.count()
+        self._boot = f"{os.getpid():x}{int(time.time()):x}"
+
+    def start(self) -> None:
+        self.loader.open()
+        self.loader.start()
+        self.tail.start()
+        if self.impressions is not None:
+            self.impressions.start()
+        log.info("serving %s: restored %d rows, model seq %s in %.2fs; params from %s",
+                 self.cfg.model.model_id, sum(self.state.table_rows().values()),
+                 None if self.state.dense is None else self.state.dense.seq, self.restore_s,
+                 self.loader.next)
+
+    def stop(self) -> None:
+        self.loader.stop()
+        self.tail.stop()
+        if self.impressions is not None:
+            self.impressions.stop()
+
+    def rank(self, req: RankRequest) -> dict[str, Any]:
+        """Score the candidates with one consistent view; best first."""
+        cands = req.candidates
+        user_slots = req.user_slots or {"user_id": [req.user_id]}
+        item_slots = [c.slots or {"item_id": [c.item_id]} for c in cands]
+        ids, n_user, offsets = candidate_inputs(user_slots, item_slots, self.slot_order)
+        view = self.state.read(ids)  # the one locked step: all slots + the model
+        if view.dense is None:
+            raise NoModel("no dense model loaded yet")
+        pooled = pool_candidates(view.embeddings, n_user, offsets, self.slot_order,
+                                 len(cands), self.dim)
+        scores = sigmoid(np.asarray(self.forward(view.dense.weights, pooled)))
+        item_ids = [c.item_id for c in cands]
+        now = time.time()
+        factors = (self.recent.factors(req.user_id, item_ids, now)
+                   if self.recent is not None and req.demote else None)
+        ranked = scores if factors is None else scores * factors
+        order = np.argsort(-ranked, kind="stable")
+        request_id = req.request_id or f"{self._boot}-{next(self._ids)}"
+        shown = order[: req.shown]
+        if self.recent is not None:
+            self.recent.record(req.user_id, [item_ids[i] for i in shown], now)
+        if self.impressions is not None and len(shown):
+            self.impressions.log(ShownRequest(request_id, req.user_id, int(now * 1000),
+                                              user_slots, [(item_ids[i], item_slots[i])
+                                                           for i in shown]))
+        demoted = factors is not None
+        return {
+            "request_id": request_id,
+            "items": [{"item_id": item_ids[i], "score": float(scores[i]),
+                       "demoted": bool(demoted and factors[i] < 1.0)} for i in order],
+            "model_version": view.model_version,
+            "model_seq": view.dense.seq,
+            "table_version": view.table_version,
+        }
+
+    def status(self) -> dict[str, Any]:
+        v = self.state.versions
+        return {
+            "ok": self.loader.is_alive(),
+            "ready": self.state.dense is not None and self.loader.caught_up.is_set(),
+            "model_version": v.model,
+            "table_version": v.table,
+            "watermark_ms": self.state.watermark_ms(),
+            "rows": self.state.table_rows(),
+        }
+
+
+# -- HTTP ------------------------------------------------------------------------------
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``max_bytes`` gets 413 before any parsing.
+
+    Reads the body itself (so chunked requests are bounded too) and replays it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                response = JSONResponse(
+                    {"detail": f"request body over the limit of {self.max_bytes} bytes"}, 413)
+                return await response(scope, receive, send)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), status,
+                    media_type="application/json")
+
+
+def create_app(server: Server, manage: bool = True) -> FastAPI:
+    """The FastAPI app for ``server``; ``manage``: start/stop it with the app."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage:
+            server.start()
+        yield
+        if manage:
+            server.stop()
+
+    app = FastAPI(title="Freshet serving", version="1", lifespan=lifespan,
+                  description="Ranking with parameters that are seconds fresh.")
+    max_candidates = server.cfg.serving.max_candidates
+    hist = server.metrics.request
+
+    @app.post("/rank", response_model=RankResponse,
+              responses={413: {"description": "body too large"},
+                         422: {"description": "invalid request or too many candidates"},
+                         503: {"description": "no model loaded yet"}})
+    async def rank(req: RankRequest) -> Response:
+        t0 = time.perf_counter()
+        if len(req.candidates) > max_candidates:
+            hist.labels("rejected").observe(time.perf_counter() - t0)
+            return _json({"detail": f"at most {max_candidates} candidates per request, "
+                                    f"got {len(req.candidates)}"}, 422)
+        try:
+            out = server.rank(req)
+        except NoModel as e:
+            hist.labels("no_model").observe(time.perf_counter() - t0)
+            return _json({"detail": str(e)}, 503)
+        response = _json(out)
+        hist.labels("ok").observe(time.perf_counter() - t0)
+        return response
+
+    @app.get("/healthz", response_model=Status)
+    async def healthz() -> Response:
+        s = server.status()
+        return _json(s, 200 if s["ok"] else 503)
+
+    @app.get("/status")
+    async def status() -> Response:
+        loader = server.loader
+        return _json({
+            **server.status(),
+            "position": loader.position().__dict__,
+            "updates_applied": loader.applied,
+            "gate_decisions": [d.__dict__ for d in loader.decisions],
+            "offset_resets": loader.resets,
+            "restore_s": server.restore_s,
+        })
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(server.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> Response:
+        log.exception("request failed", exc_info=exc)
+        return _json({"detail": "internal error (logged by the server)"}, 500)
+
+    app.add_middleware(BodyLimit, max_bytes=server.cfg.serving.max_body_bytes)
+    return app
+
+
+def main(cfg: Config, port: int | None = None) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    server = Server(cfg)
+    app = create_app(server)
+    uvicorn.run(app, host=cfg.serving.host, port=cfg.serving.port if port is None else port,
+                workers=1, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="freshet.toml")
+    p.add_argument("--port", type=int, default=None)
+    a = p.parse_args()
+    sys.exit(main(load_config(a.config), a.port))
