@@ -131,6 +131,22 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    # Trainer shards (operator parallelism). 1 trains exactly; >1: docs/training.md.
+    parallelism: int = 1
+    # Examples per optimizer step inside a message: smaller is fresher (higher
+    # progressive AUC on MovieLens), larger is faster (docs/training.md has the curve).
+    micro_batch: int = 32
+    eval_window: int = 10_000  # examples per progressive-evaluation window (metrics topic)
+    tf_threads: int = 1  # TensorFlow intra/inter-op threads per trainer process
+    backend: str = "cuckoo"  # cuckoo | hashed (ps tables)
+    seed: int = 0
+    # Batches appended to the state's delta log before it is compacted into a snapshot.
+    compact_every: int = 256
+    snapshot_dir: str = "snapshots"  # replay writes its model here (under work_dir)
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -156,6 +172,7 @@ class Config:
     joiner: JoinerConfig = field(default_factory=JoinerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
 
     @property

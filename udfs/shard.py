@@ -1,0 +1,229 @@
+"""One trainer shard: trains batches, keeps its state, syncs parameters, reports metrics.
+
+:class:`ShardWorker` is everything the Flink operator does, minus Flink: the operator
+(:mod:`udfs.train_function`) hands it message payloads and timer calls and forwards
+what it returns to the params, metrics and dead-letter topics. Tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from freshet.config import Config
+from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError
+from ps import EmbeddingCollection
+from ps.delta import encode_dense, encode_sparse
+from udfs.param_sync import SparseBuffer, Versions
+from udfs.shard_state import StateStore, pack_meta, unpack_meta
+from udfs.table_io import apply_rows, dump_rows, from_ipc, rng_state, set_rng_state, to_ipc
+from udfs.trainer import Trainer
+
+JOB = "train"
+
+
+@dataclass
+class Outputs:
+    """What one call produced, per topic."""
+
+    params: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, Arrow IPC)
+    metrics: list[str] = field(default_factory=list)  # Metric JSON
+    dead_letters: list[str] = field(default_factory=list)  # DeadLetter JSON
+
+    def extend(self, other: Outputs) -> Outputs:
+        self.params += other.params
+        self.metrics += other.metrics
+        self.dead_letters += other.dead_letters
+        return self
+
+
+class ShardWorker:
+    """Trains shard ``shard`` with state in ``state`` (restored lazily on creation).
+
+    ``start_snapshot``: a replay's model directory to start from when ``state`` is
+    empty (:meth:`save_snapshot` writes it).
+    """
+
+    def __init__(
+        self, cfg: Config, shard: int, state: StateStore, start_snapshot: str | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.shard = shard
+        self.state = state
+        self.trainer = Trainer(cfg.model, cfg.train)
+        self.sparse = SparseBuffer()
+        self.versions = Versions()
+        self.watermark_ms = 0
+        self.log_len = 0
+        self.synced_len = 0
+        self.window = 0
+        self.last_sparse_sync = self.last_dense_sync = time.monotonic()
+        self.restore_s = 0.0
+        t = time.perf_counter()
+        if self.state.meta() is not None:
+            self._restore()
+        elif start_snapshot:
+            self._load_snapshot(Path(start_snapshot) / f"shard-{shard}")
+            self._compact()  # the snapshot's rows must be in the checkpointed log
+            self._save_meta()
+        self.restore_s = time.perf_counter() - t
+
+    # -- training ---------------------------------------------------------------------
+    def process(self, value: bytes) -> Outputs:
+        """Train on one examples-topic message; write state once; maybe sync."""
+        out = Outputs()
+        try:
+            batch = ExampleBatch.from_json(value)
+        except SchemaError as e:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            dead = DeadLetter(source="examples", reason=str(e), payload=text[:10_000])
+            out.dead_letters.append(dead.to_json().decode())
+            return out
+        if len(batch) == 0:
+            return out
+        self.trainer.train_batch(batch)
+        self.watermark_ms = max(self.watermark_ms, int(batch.ts.max()))
+        delta = self.trainer.tables.drain_delta(with_optimizer_state=True)
+        self.state.append_log(to_ipc(delta))
+        self.log_len += 1
+        self.sparse.add(delta)
+        now = time.monotonic()
+        if now - self.last_sparse_sync >= self.cfg.sync.sparse_sync_interval_s:
+            out.extend(self.sync_sparse())
+        if now - self.last_dense_sync >= self.cfg.sync.dense_sync_interval_s:
+            out.extend(self.sync_dense())
+        if self.log_len >= self.cfg.train.compact_every:
+            out.extend(self.sync_sparse())  # compaction drops per-batch entries: sync first
+            self._compact()
+        if self.trainer.eval.window_full():
+            out.extend(self._window_metrics())
+        self._save_meta()
+        return out
+
+    # -- sync -------------------------------------------------------------------------
+    def sync_sparse(self) -> Outputs:
+        """Rows touched since the last sync to the params topic (nothing if none)."""
+        self.last_sparse_sync = time.monotonic()
+        rows = self.sparse.take()
+        self.synced_len = self.log_len
+        if rows is None:
+            return Outputs()
+        msgs = encode_sparse(
+            rows, model_id=self.cfg.model.model_id, shard=self.shard,
+            seq=self.versions.next("sparse"), watermark_ms=self.watermark_ms,
+            wall_time_ms=int(time.time() * 1000), max_part_bytes=self.cfg.sync.max_part_bytes,
+        )
+        return Outputs(params=msgs)
+
+    def sync_dense(self) -> Outputs:
+        self.last_dense_sync = time.monotonic()
+        msgs = encode_dense(
+            self.trainer.dense_weights(), model_id=self.cfg.model.model_id, shard=self.shard,
+            seq=self.versions.next("dense"), watermark_ms=self.watermark_ms,
+            wall_time_ms=int(time.time() * 1000),
+        )
+        return Outputs(params=msgs)
+
+    def on_timer(self) -> Outputs:
+        """Processing-time flush, so the last rows go out when the stream pauses."""
+        out = Outputs()
+        if self.sparse.rows:
+            out.extend(self.sync_sparse())
+            self._save_meta()
+        return out
+
+    def finish(self) -> Outputs:
+        """End of a bounded input: sync everything and report the final figures."""
+        out = self.sync_sparse().extend(self.sync_dense())
+        if self.trainer.eval.w_count:
+            out.extend(self._window_metrics())
+        out.metrics += self._metrics(final=True)
+        self._save_meta()
+        return out
+
+    # -- metrics ----------------------------------------------------------------------
+    def _window_metrics(self) -> Outputs:
+        w = self.trainer.eval.take_window()
+        self.window += 1
+        labels = {"shard": str(self.shard), "window": str(self.window),
+                  "examples": str(w["examples"]), "watermark_ms": str(self.watermark_ms)}
+        ms = [Metric(JOB, "auc", w["auc"], labels=labels),
+              Metric(JOB, "logloss", w["logloss"], labels=labels)]
+        return Outputs(metrics=[m.to_json().decode() for m in ms] + self._metrics(final=False))
+
+    def _metrics(self, final: bool) -> list[str]:
+        ev, ledger = self.trainer.eval, self.trainer.ledger
+        labels = {"shard": str(self.shard), "final": str(final).lower(),
+                  "fingerprint": str(ledger.fingerprint), "restore_s": f"{self.restore_s:.3f}",
+                  "watermark_ms": str(self.watermark_ms)}
+        ms = [Metric(JOB, "trained_examples", ledger.examples, labels=labels),
+              Metric(JOB, "progressive_auc", ev.auc(), labels=labels),
+              Metric(JOB, "progressive_logloss", ev.logloss(), labels=labels)]
+        if final:
+            # Histograms let a reader merge the AUC of several shards exactly.
+            hist = {"pos": ev.pos.tolist(), "neg": ev.neg.tolist(), "loss": ev.loss}
+            ms.append(Metric(JOB, "eval_histogram", ev.count,
+                             labels={**labels, "histogram": json.dumps(hist)}))
+        return [m.to_json().decode() for m in ms]
+
+    # -- state ------------------------------------------------------------------------
+    def _save_meta(self) -> None:
+        extra = {
+            "log_len": self.log_len, "synced_len": self.synced_len, "window": self.window,
+            "watermark_ms": self.watermark_ms, "sparse_seq": self.versions.sparse,
+            "dense_seq": self.versions.dense, "rng": rng_state(self.trainer.tables),
+        }
+        self.state.put_meta(pack_meta(self.trainer.dense_state(), extra))
+
+    def _compact(self) -> None:
+        chunks = [to_ipc(b) for b in dump_rows(self.trainer.tables)]
+        self.state.replace_log(chunks)
+        self.log_len = self.synced_len = len(chunks)
+
+    def _restore(self) -> None:
+        arrays, extra = unpack_meta(self.state.meta())
+        self.trainer.load_dense_state(arrays)
+        tables = self.trainer.tables
+        entries = 0
+        for i, blob in enumerate(self.state.log()):
+            rows = from_ipc(blob)
+            apply_rows(tables, rows)
+            if i >= extra["synced_len"]:
+                self.sparse.add(rows)  # touched after the last sync: still to be sent
+            entries += 1
+        if entries != extra["log_len"]:
+            raise RuntimeError(f"shard {self.shard}: log has {entries} entries, meta says "
+                               f"{extra['log_len']}")
+        tables.drain_delta()  # restored rows are not news
+        set_rng_state(tables, extra["rng"])
+        self.log_len, self.synced_len = extra["log_len"], extra["synced_len"]
+        self.window, self.watermark_ms = extra["window"], extra["watermark_ms"]
+        self.versions = Versions(extra["sparse_seq"], extra["dense_seq"])
+
+    def save_snapshot(self, directory: str | Path) -> Path:
+        """Write this shard's model (tables + dense state) for a later start."""
+        path = Path(directory) / f"shard-{self.shard}"
+        self.trainer.tables.snapshot(path / "tables")
+        extra = {"watermark_ms": self.watermark_ms}
+        (path / "dense.npz").write_bytes(pack_meta(self.trainer.dense_state(), extra))
+        return path
+
+    def _load_snapshot(self, path: Path) -> None:
+        tables = EmbeddingCollection.restore(path / "tables", self.trainer.slots)
+        self.trainer.tables = tables
+        arrays, extra = unpack_meta((path / "dense.npz").read_bytes())
+        self.trainer.load_dense_state(arrays)
+        self.watermark_ms = extra["watermark_ms"]
+
+
+def merged_auc(histograms: list[dict[str, list[float]]]) -> float:
+    """The progressive AUC of several shards from their final ``eval_histogram``s."""
+    from udfs.evaluation import histogram_auc
+
+    pos = np.sum([np.asarray(h["pos"]) for h in histograms], axis=0)
+    neg = np.sum([np.asarray(h["neg"]) for h in histograms], axis=0)
+    return histogram_auc(pos, neg)
