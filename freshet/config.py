@@ -88,6 +88,13 @@ class JoinerConfig:
     # Event timestamps further than this from the broker timestamp are dead-lettered.
     max_clock_skew_s: float = 7 * 24 * 3600.0
     batch_size: int = 512  # examples per message on the examples topic
+    # The joiner closes a batch this often (processing time) even if it is not full.
+    batch_interval_ms: int = 200
+    # A source partition without records for this long stops holding back the watermark.
+    idle_timeout_s: float = 10.0
+    # How long (processing time) after an impression's window a redelivered copy of it
+    # is still recognised as a duplicate; bounds the deduplication state (state TTL).
+    dedupe_retention_s: float = 600.0
 
 
 @dataclass(frozen=True)

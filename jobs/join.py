@@ -1,0 +1,311 @@
+"""The online joiner: impressions + actions -> labelled examples, in Flink SQL.
+
+The SQL in ``sql/`` is the source of truth (``tables.sql``, ``parse.sql``,
+``join.sql``, ``insert.sql``; semantics in ``docs/joiner.md``). This module only fills
+the ``${placeholders}`` from the config and runs the statements as one job:
+
+- on the embedded mini-cluster: ``python -m jobs.join`` or ``freshet join``;
+- on a Flink cluster, unchanged: ``freshet join --cluster HOST:PORT`` runs
+  ``flink run -m HOST:PORT -py jobs/join.py`` with the config as JSON.
+
+Examples
+--------
+>>> sql_interval(5.0)
+"INTERVAL '0 00:00:05.000' DAY TO SECOND(3)"
+>>> render("SELECT ${x} FROM t WHERE j = '$.ts'", {"x": "1"})
+"SELECT 1 FROM t WHERE j = '$.ts'"
+>>> keeps_negative("ml-0", 7, 1.0), keeps_negative("ml-0", 7, 0.0)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from freshet.config import Config, load_config
+from freshet.flink import sql_dir, stream_environment, table_environment
+from freshet.topics import ACTION_TYPES
+
+if TYPE_CHECKING:
+    from pyflink.table import StatementSet, StreamTableEnvironment, TableResult
+
+JOINER_SQL = ("tables.sql", "parse.sql", "join.sql", "output.sql", "insert.sql")
+# After output.sql: this view is re-read with a fresh processing-time attribute.
+BRIDGE = ("joiner_output", "joiner_output_pt")
+# How far the batching's ingestion-time watermark trails the wall clock.
+INGEST_WATERMARK_DELAY_S = 0.2
+PASSTHROUGH_SQL = ("passthrough.sql",)
+JOB_NAME = "freshet-join"
+
+# A slots object as JSON_QUERY prints it: {"name":[1,-2],...} with integer IDs only.
+_IDS = r"\[(-?[0-9]{1,18}(,-?[0-9]{1,18})*)?\]"
+SLOTS_REGEX = rf'^\{{\}}$|^\{{"[^"\\]*":{_IDS}(,"[^"\\]*":{_IDS})*\}}$'
+
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+_SPLIT = re.compile(r";[ \t]*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Explicit offsets for a bounded run: logical topic -> partition -> offset.
+
+    ``stop`` offsets come from ``freshet.kafka.end_offsets`` (tansu's own end offsets
+    are wrong); reaching them ends the input, and the final watermark then flushes
+    every open window, so every negative is emitted.
+    """
+
+    stop: Mapping[str, Mapping[int, int]]
+    start: Mapping[str, Mapping[int, int]] | None = None
+
+
+def sql_interval(seconds: float) -> str:
+    """A Flink SQL interval literal (day precision is limited to 2 digits)."""
+    ms = round(seconds * 1000)
+    days, ms = divmod(ms, 86_400_000)
+    if days > 99:
+        raise ValueError(f"interval of {seconds}s is longer than 99 days")
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"INTERVAL '{days} {h:02d}:{m:02d}:{s:02d}.{ms:03d}' DAY TO SECOND(3)"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _options(opts: Mapping[str, str]) -> str:
+    return ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in opts.items())
+
+
+def _offsets(spec: Mapping[int, int]) -> str:
+    return ";".join(f"partition:{p},offset:{o}" for p, o in sorted(spec.items()))
+
+
+def _scan(topic: str, bounds: Bounds | None) -> str:
+    if bounds is None:  # online: resume from the job's committed offsets
+        return _options({"scan.startup.mode": "group-offsets"})
+    stop = bounds.stop[topic]
+    start = (bounds.start or {}).get(topic) or {p: 0 for p in stop}
+    return _options(
+        {
+            "scan.startup.mode": "specific-offsets",
+            "scan.startup.specific-offsets": _offsets(start),
+            "scan.bounded.mode": "specific-offsets",
+            "scan.bounded.specific-offsets": _offsets(stop),
+        }
+    )
+
+
+def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME) -> dict[str, str]:
+    """Values of the ``${placeholders}`` in ``sql/``, all from the one config."""
+    from freshet.broker import bootstrap_servers
+
+    j = cfg.joiner
+    if not 0.0 <= j.negative_sample_rate <= 1.0:
+        raise ValueError(f"joiner.negative_sample_rate not in [0, 1]: {j.negative_sample_rate}")
+    kafka = {
+        "properties.bootstrap.servers": bootstrap_servers(cfg),
+        **{f"properties.{k}": v for k, v in cfg.kafka.client.items()},
+    }
+    source = {
+        **kafka,
+        "properties.group.id": group,
+        "properties.auto.offset.reset": "earliest",
+        "properties.session.timeout.ms": str(cfg.kafka.session_timeout_ms),
+    }
+    sink = {
+        **kafka,
+        # The embedded broker's transactions are unreliable (stack.md): consumers dedupe.
+        "sink.delivery-guarantee": "at-least-once",
+        "properties.linger.ms": "20",
+    }
+    return {
+        "features_topic": cfg.topics.name("features"),
+        "actions_topic": cfg.topics.name("actions"),
+        "examples_topic": cfg.topics.name("examples"),
+        "dead_letters_topic": cfg.topics.name("dead_letters"),
+        "source_options": _options(source),
+        "sink_options": _options(sink),
+        "features_scan": _scan("features", bounds),
+        "actions_scan": _scan("actions", bounds),
+        "window": sql_interval(j.window_s),
+        "out_of_orderness": sql_interval(j.out_of_orderness_s),
+        "max_clock_skew": sql_interval(j.max_clock_skew_s),
+        "negative_sample_rate": repr(float(j.negative_sample_rate)),
+        "negatives_kept_per_million": str(round(j.negative_sample_rate * 1_000_000)),
+        "batch_size": str(j.batch_size),
+        "batch_interval": sql_interval(j.batch_interval_ms / 1000),
+        # A few shards per subtask so that the batching spreads over all of them.
+        "batch_shards": str(4 * cfg.flink.parallelism),
+        "slots_regex": SLOTS_REGEX.replace("'", "''"),
+        "action_types": ", ".join(_quote(a) for a in ACTION_TYPES),
+        "action_types_text": "/".join(ACTION_TYPES),
+    }
+
+
+def render(text: str, params: Mapping[str, str]) -> str:
+    """Replace every ``${name}``; an unknown name is an error, not an empty string."""
+
+    def value(m: re.Match[str]) -> str:
+        if m.group(1) not in params:
+            raise KeyError(f"SQL placeholder ${{{m.group(1)}}} has no value")
+        return params[m.group(1)]
+
+    return _PLACEHOLDER.sub(value, text)
+
+
+def statements(text: str) -> list[str]:
+    """Split a SQL file on semicolons that end a line (none occur inside our strings)."""
+    return [s.strip() for s in _SPLIT.split(text) if _code(s).strip()]
+
+
+def _code(statement: str) -> str:
+    """The statement without its comment lines."""
+    return "\n".join(ln for ln in statement.splitlines() if not ln.strip().startswith("--"))
+
+
+def load_sql(
+    cfg: Config, files: tuple[str, ...] = JOINER_SQL, bounds: Bounds | None = None
+) -> list[tuple[str, str]]:
+    """``(file, statement)`` for every rendered statement of ``files`` (in ``sql/``)."""
+    params = sql_params(cfg, bounds)
+    return [
+        (name, stmt)
+        for name in files
+        for stmt in statements(render((sql_dir() / name).read_text(), params))
+    ]
+
+
+def _with_processing_time(t_env: StreamTableEnvironment, view: str, new_view: str) -> None:
+    """Register ``new_view`` = ``view`` plus ``pt AS PROCTIME()``, as an append-only table.
+
+    Flink 2.0.2's planner treats keep-first deduplication as an updating operator
+    (although it only ever emits inserts), and SQL cannot add a processing-time
+    attribute after it. A round trip through a Java DataStream (no Python per row)
+    fixes both. It is one plan: everything upstream of ``view`` is translated here.
+    """
+    from pyflink.table import Schema
+
+    table = t_env.from_path(view)
+    schema = Schema.new_builder()
+    for name, dtype in zip(table.get_schema().get_field_names(),
+                           table.get_schema().get_field_data_types(), strict=True):
+        schema = schema.column(name, dtype)
+    # Ingestion time, not PROCTIME(): event-time windows on it are flushed by the final
+    # watermark of a bounded run, processing-time windows are dropped at end of input.
+    schema = (
+        schema.column_by_expression("pt", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))")
+        .watermark("pt", f"pt - {sql_interval(INGEST_WATERMARK_DELAY_S)}")
+        .build()
+    )
+    appended = t_env.from_data_stream(t_env.to_changelog_stream(table), schema)
+    t_env.create_temporary_view(new_view, appended)
+
+
+def state_ttl_ms(cfg: Config) -> int:
+    """TTL of keyed SQL state (the per-impression deduplication flags): the window,
+    the watermark delay, and how long a redelivered duplicate is still recognised."""
+    j = cfg.joiner
+    return round((j.window_s + j.out_of_orderness_s + j.dedupe_retention_s) * 1000)
+
+
+def build(
+    cfg: Config,
+    bounds: Bounds | None = None,
+    files: tuple[str, ...] = JOINER_SQL,
+    job_name: str = JOB_NAME,
+) -> tuple[StreamTableEnvironment, StatementSet]:
+    """Create the tables and views of ``files`` and collect their INSERTs in one set."""
+    env = stream_environment(cfg, job_name)
+    t_env = table_environment(env)
+    conf = t_env.get_config()
+    conf.set("pipeline.name", job_name)
+    conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
+    conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg)} ms")
+    stmt_set = t_env.create_statement_set()
+    loaded = load_sql(cfg, files, bounds)
+    for i, (name, stmt) in enumerate(loaded):
+        if _code(stmt).lstrip().upper().startswith("INSERT"):
+            stmt_set.add_insert_sql(stmt)
+        else:
+            t_env.execute_sql(stmt)
+        if name == "output.sql" and (i + 1 == len(loaded) or loaded[i + 1][0] != name):
+            _with_processing_time(t_env, *BRIDGE)
+    return t_env, stmt_set
+
+
+def run(
+    cfg: Config,
+    bounds: Bounds | None = None,
+    files: tuple[str, ...] = JOINER_SQL,
+    job_name: str = JOB_NAME,
+    wait: bool = True,
+) -> TableResult:
+    """Run the job on the mini-cluster (or the cluster that ``flink run`` targets)."""
+    _, stmt_set = build(cfg, bounds, files, job_name)
+    result = stmt_set.execute()
+    if wait:
+        result.wait()
+    return result
+
+
+def current_bounds(cfg: Config) -> Bounds:
+    """Bounds that end at what both input topics hold now (a replay)."""
+    from freshet.kafka import end_offsets
+
+    return Bounds(
+        stop={t: end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
+    )
+
+
+def keeps_negative(request_id: str, item_id: int, rate: float) -> bool:
+    """Python twin of the SQL sampling test in ``join.sql`` (for tests and audits)."""
+    digest = hashlib.md5(f"{request_id}|{item_id}".encode()).hexdigest()
+    h = 0
+    for ch in digest:  # Java's String.hashCode, which Flink's HASH_CODE uses
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    signed = h - (1 << 32) if h >= 1 << 31 else h
+    return abs(signed) % 1_000_000 < round(rate * 1_000_000)
+
+
+def submit(cfg: Config, rest: str, bounded: bool = False) -> int:
+    """Submit this module unchanged to the Flink cluster at ``rest`` (detached)."""
+    from freshet.connector import pyflink_lib
+
+    flink = pyflink_lib().parent / "bin" / "flink"
+    conf = Path(tempfile.mkdtemp(prefix="freshet-join-")) / "config.json"
+    conf.write_text(cfg.to_json())
+    cmd = [str(flink), "run", "-d", "-m", rest, "-pyexec", sys.executable,
+           "-pyclientexec", sys.executable, "-py", str(Path(__file__).resolve()),
+           "--config-json", str(conf)] + (["--bounded"] if bounded else [])
+    return subprocess.run(cmd, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config-json", help="the config as JSON (what `freshet join` passes)")
+    p.add_argument("--bounded", action="store_true", help="stop at the topics' current ends")
+    args = p.parse_args(argv)
+    if args.config_json:
+        cfg = Config.from_json(Path(args.config_json).read_text())
+    else:
+        cfg = load_config()
+    bounds = current_bounds(cfg) if args.bounded else None
+    if bounds is not None:
+        print(f"joining up to offsets {json.dumps(bounds.stop)}", flush=True)
+    run(cfg, bounds)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
