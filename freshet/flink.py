@@ -78,9 +78,16 @@ def _patch_kafka_class_names() -> None:
 
 
 def stream_environment(
-    cfg: Config, job_name: str, parallelism: int | None = None
+    cfg: Config,
+    job_name: str,
+    parallelism: int | None = None,
+    extra: dict[str, str] | None = None,
 ) -> StreamExecutionEnvironment:
-    """A DataStream environment with Freshet's settings (mini-cluster unless submitted)."""
+    """A DataStream environment with Freshet's settings (mini-cluster unless submitted).
+
+    ``extra``: more Flink keys, e.g. ``{"execution.state-recovery.path": chk}`` to
+    restore a job from a retained checkpoint.
+    """
     from freshet import connector
 
     if not connector.installed():
@@ -93,6 +100,8 @@ def stream_environment(
     for k, v in flink_settings(cfg).items():
         conf.set_string(k, v)
     conf.set_string("pipeline.name", job_name)
+    for k, v in (extra or {}).items():
+        conf.set_string(k, v)
     if parallelism is not None:
         conf.set_string("parallelism.default", str(parallelism))
     env = StreamExecutionEnvironment.get_execution_environment(conf)

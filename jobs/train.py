@@ -24,17 +24,20 @@ def build(
     start_snapshot: str | None = None,
     write_snapshot: str | None = None,
     job_name: str = "freshet-train",
+    from_checkpoint: str | None = None,
 ) -> object:
     """The training job graph (not yet executed).
 
     ``start``/``stop``: partition -> offset of the examples topic (``stop`` makes the
     job bounded). ``start_snapshot``: a replay's model directory to begin from;
     ``write_snapshot``: where to write the model when a bounded input ends.
+    ``from_checkpoint``: a retained Flink checkpoint to restore (state and offsets).
     """
     from pyflink.common import WatermarkStrategy
 
     shards = cfg.train.parallelism
-    env = stream_environment(cfg, job_name, parallelism=shards)
+    extra = {"execution.state-recovery.path": from_checkpoint} if from_checkpoint else None
+    env = stream_environment(cfg, job_name, parallelism=shards, extra=extra)
     env.set_max_parallelism(MAX_PARALLELISM)  # udfs.routing's key -> subtask map needs it
     keys = shard_keys(shards)
     source = kafka_source(cfg, "examples", GROUP, binary=True, start=start, stop=stop)
@@ -61,9 +64,53 @@ def _int_type() -> object:
     return Types.INT()  # Java Integer keys: hashCode() == value (udfs.routing)
 
 
+def latest_checkpoint(cfg: Config) -> str | None:
+    """The newest completed checkpoint under the checkpoint dir (any job), or None."""
+    root = cfg.path(cfg.flink.checkpoint_dir)
+    done = [m.parent for m in root.glob("*/chk-*/_metadata")]
+    if not done:
+        return None
+    return str(max(done, key=lambda d: d.stat().st_mtime))
+
+
+def parse_offsets(text: str | None) -> dict[int, int] | None:
+    """``"0:10,1:12"`` -> ``{0: 10, 1: 12}``.
+
+    Examples
+    --------
+    >>> parse_offsets("0:10,1:12"), parse_offsets(None)
+    ({0: 10, 1: 12}, None)
+    """
+    if not text:
+        return None
+    return {int(p): int(o) for p, o in (item.split(":") for item in text.split(","))}
+
+
 def main(argv: list[str] | None = None) -> None:
-    cfg = load_config()
-    build(cfg).execute("freshet-train")
+    """``python -m jobs.train``: what ``freshet train`` and ``flink run -py`` execute."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="jobs.train", description=__doc__)
+    ap.add_argument("--config-json", help="a Config.to_json() file (default: load_config())")
+    ap.add_argument("--start", help="partition:offset,... (default: committed offsets)")
+    ap.add_argument("--stop", help="partition:offset,... makes the job bounded")
+    ap.add_argument("--from-snapshot", help="start from a replay's model directory")
+    ap.add_argument("--write-snapshot", help="write the model here when the input ends")
+    ap.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
+    args = ap.parse_args(argv)
+    cfg = Config.from_json(Path(args.config_json).read_text()) if args.config_json else (
+        load_config())
+    checkpoint = args.from_checkpoint
+    if checkpoint == "latest":
+        checkpoint = latest_checkpoint(cfg)
+    start = parse_offsets(args.start)
+    if args.from_snapshot and start is None:
+        from jobs.replay import online_start
+
+        start = online_start(args.from_snapshot)  # right after the replay's last message
+    build(cfg, start, parse_offsets(args.stop), args.from_snapshot, args.write_snapshot,
+          from_checkpoint=checkpoint).execute("freshet-train")
 
 
 if __name__ == "__main__":
