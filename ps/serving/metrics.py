@@ -19,10 +19,14 @@ metric                                      meaning
 ``freshet_serving_table_rows``              rows per slot; ``..._table_bytes`` total
 ``freshet_serving_offset_resets_total``     params topic found shorter than the snapshot
 ``freshet_serving_impressions_total``       impressions logged / dropped
+``freshet_serving_gc_pause_seconds``        garbage-collector pauses, by generation
 ==========================================  =============================================
 """
 
 from __future__ import annotations
+
+import gc
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -60,3 +64,18 @@ class ServingMetrics:
         self.snapshots = Counter(p + "snapshots", "Snapshots written", registry=r)
         self.impressions = Counter(p + "impressions", "Impressions logged or dropped",
                                    ["outcome"], registry=r)
+        self.gc_pause = Histogram(p + "gc_pause_seconds", "Garbage-collector pauses",
+                                  ["generation"], buckets=_LATENCY_BUCKETS, registry=r)
+
+    def watch_gc(self) -> None:
+        """Time every garbage collection (a full one can stall requests)."""
+        started = [0.0]
+
+        def callback(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                self.gc_pause.labels(str(info["generation"])).observe(
+                    time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
