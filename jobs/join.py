@@ -47,8 +47,9 @@ INGEST_WATERMARK_DELAY_S = 0.2
 PASSTHROUGH_SQL = ("passthrough.sql",)
 JOB_NAME = "freshet-join"
 
-# A slots object as JSON_QUERY prints it: {"name":[1,-2],...} with integer IDs only.
-_IDS = r"\[(-?[0-9]{1,18}(,-?[0-9]{1,18})*)?\]"
+# A slots object as JSON_QUERY prints it: {"name":[1,-2],...} with integer IDs only
+# (hashed IDs fill int64: up to 19 digits).
+_IDS = r"\[(-?[0-9]{1,19}(,-?[0-9]{1,19})*)?\]"
 SLOTS_REGEX = rf'^\{{\}}$|^\{{"[^"\\]*":{_IDS}(,"[^"\\]*":{_IDS})*\}}$'
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -231,7 +232,8 @@ def build(
     t_env = table_environment(env)
     conf = t_env.get_config()
     conf.set("pipeline.name", job_name)
-    conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
+    if cfg.joiner.idle_timeout_s > 0:  # 0: an idle partition holds the watermark back
+        conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
     conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg)} ms")
     stmt_set = t_env.create_statement_set()
     loaded = load_sql(cfg, files, bounds)

@@ -1,0 +1,151 @@
+"""Benchmark of the online joiner against a SQL passthrough, on the MovieLens replay.
+
+Starts an embedded broker, produces the MovieLens-100K serving log (100,000 impressions,
+76,576 actions) plus malformed records, then runs, at the config's parallelism:
+
+1. the passthrough (``sql/passthrough.sql``: both topics copied, no parsing);
+2. the joiner (``sql/`` joiner files), bounded at the produced end offsets.
+
+Rates are input events over the span from a job's first to its last output record
+(Kafka timestamps), so the ~10 s job start-up is excluded from both; ``first_output_s``
+is from job submission to the joiner's first output. The last line printed is JSON.
+
+Run: ``python -m benchmarks.join [--sample-rate R] [--bad N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from freshet import kafka
+from freshet.broker import EmbeddedBroker
+from freshet.config import Config, load_config
+from freshet.produce import movielens
+from freshet.produce.sender import send
+from freshet.topics import Action, ExampleBatch
+from jobs.join import JOINER_SQL, PASSTHROUGH_SQL, Bounds, keeps_negative, run
+
+BAD_RECORDS = (b"not json", b'{"request_id": "x", "item_id": "7"}', b"[1, 2]")
+
+
+def produce(cfg: Config, bad: int) -> tuple[int, int, int]:
+    """Produce the replay and ``bad`` malformed records per topic; return
+    (events, expected positives, expected negatives kept)."""
+    positives: set[str] = set()
+    impressions: list[tuple[str, int]] = []
+
+    def note(ev: object) -> None:
+        if isinstance(ev, Action):
+            positives.add(ev.request_id)
+        else:
+            impressions.append((ev.request_id, ev.item_id))  # type: ignore[attr-defined]
+
+    stats = send(cfg, movielens.events(), progress=None, on_event=note)
+    p = kafka.producer(cfg)
+    for topic in ("features", "actions"):
+        for i in range(bad):
+            p.produce(cfg.topics.name(topic), BAD_RECORDS[i % len(BAD_RECORDS)])
+    assert p.flush(30) == 0
+    rate = cfg.joiner.negative_sample_rate
+    negatives = sum(
+        1 for rid, item in impressions if rid not in positives and keeps_negative(rid, item, rate)
+    )
+    return stats.events + 2 * bad, len(positives), negatives
+
+
+def outputs(cfg: Config, topic: str, start: dict[int, int]) -> list[tuple[int, bytes]]:
+    """(Kafka timestamp ms, value) of every record after ``start``."""
+    return [
+        (m.timestamp()[1], m.value())
+        for m in kafka.read(cfg, cfg.topics.name(topic), idle_s=2.0, start=start)
+    ]
+
+
+def span_rate(events: int, stamps: list[int]) -> float:
+    span = (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
+    return events / span if span > 0 else 0.0
+
+
+def checkpoint_bytes(cfg: Config) -> int:
+    """Size of the newest retained checkpoint's files (RocksDB, incremental)."""
+    root = cfg.path(cfg.flink.checkpoint_dir)
+    chks = sorted(root.glob("*/chk-*"), key=lambda p: p.stat().st_mtime)
+    if not chks:
+        return 0
+    job = chks[-1].parent
+    return sum(f.stat().st_size for f in job.rglob("*") if f.is_file())
+
+
+def benchmark(cfg: Config, bad: int) -> dict[str, object]:
+    events, expected_pos, expected_neg = produce(cfg, bad)
+    stop = {t: kafka.end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
+    bounds = Bounds(stop=stop)
+    print(f"produced {events} events; input ends {stop}", file=sys.stderr, flush=True)
+
+    t0 = time.time()
+    run(cfg, bounds, files=PASSTHROUGH_SQL, job_name="freshet-passthrough")
+    copied = outputs(cfg, "examples", {})
+    passthrough_rate = span_rate(events, [ts for ts, _ in copied])
+    print(f"passthrough: {len(copied)} records in {time.time() - t0:.1f}s", file=sys.stderr)
+
+    after_copy = kafka.end_offsets(cfg, cfg.topics.name("examples"))
+    t0 = time.time()
+    run(cfg, bounds, files=JOINER_SQL)
+    wall = time.time() - t0
+    batches = outputs(cfg, "examples", after_copy)
+    dead = outputs(cfg, "dead_letters", {})
+    labels = [float(x) for _, v in batches for x in ExampleBatch.from_json(v).label]
+    stamps = [ts for ts, _ in batches + dead]
+    first = min(ts for ts, _ in batches) / 1000 - t0 if batches else float("nan")
+    return {
+        "events": events,
+        "events_per_s": round(span_rate(events, stamps)),
+        "examples": len(labels),
+        "expected_examples": expected_pos + expected_neg,
+        "positives": int(sum(labels)),
+        "expected_positives": expected_pos,
+        "negatives": len(labels) - int(sum(labels)),
+        "expected_negatives": expected_neg,
+        "dead_letters": len(dead),
+        "dead_letter_reasons": dict(Counter(json.loads(v)["reason"].split(":")[0] for _, v in dead)),
+        "expected_dead_letters": 2 * bad,
+        "batches": len(batches),
+        "first_output_s": round(first, 1),
+        "job_wall_s": round(wall, 1),
+        "passthrough_events_per_s": round(passthrough_rate),
+        "parallelism": cfg.flink.parallelism,
+        "negative_sample_rate": cfg.joiner.negative_sample_rate,
+        "checkpoint_bytes": checkpoint_bytes(cfg),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sample-rate", type=float, default=1.0, help="negative sampling rate")
+    p.add_argument("--bad", type=int, default=500, help="malformed records per topic")
+    args = p.parse_args(argv)
+    base = load_config(path=None)  # FRESHET__... variables still apply
+    with tempfile.TemporaryDirectory(prefix="freshet-bench-") as tmp:
+        with EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker:
+            cfg = dataclasses.replace(
+                base,
+                work_dir=tmp,
+                kafka=dataclasses.replace(base.kafka, bootstrap=broker.bootstrap),
+                joiner=dataclasses.replace(
+                    base.joiner, window_s=10.0, negative_sample_rate=args.sample_rate
+                ),
+            )
+            kafka.create_topics(cfg)
+            result = benchmark(cfg, args.bad)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
