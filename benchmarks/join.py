@@ -68,6 +68,10 @@ def outputs(cfg: Config, topic: str, start: dict[int, int]) -> list[tuple[int, b
     ]
 
 
+def reasons(dead: list[tuple[int, bytes]]) -> dict[str, int]:
+    return dict(Counter(json.loads(v)["reason"].split(":")[0] for _, v in dead))
+
+
 def span_rate(events: int, stamps: list[int]) -> float:
     span = (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
     return events / span if span > 0 else 0.0
@@ -114,7 +118,7 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
         "negatives": len(labels) - int(sum(labels)),
         "expected_negatives": expected_neg,
         "dead_letters": len(dead),
-        "dead_letter_reasons": dict(Counter(json.loads(v)["reason"].split(":")[0] for _, v in dead)),
+        "dead_letter_reasons": reasons(dead),
         "expected_dead_letters": 2 * bad,
         "batches": len(batches),
         "first_output_s": round(first, 1),
@@ -132,18 +136,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bad", type=int, default=500, help="malformed records per topic")
     args = p.parse_args(argv)
     base = load_config(path=None)  # FRESHET__... variables still apply
-    with tempfile.TemporaryDirectory(prefix="freshet-bench-") as tmp:
-        with EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker:
-            cfg = dataclasses.replace(
-                base,
-                work_dir=tmp,
-                kafka=dataclasses.replace(base.kafka, bootstrap=broker.bootstrap),
-                joiner=dataclasses.replace(
-                    base.joiner, window_s=10.0, negative_sample_rate=args.sample_rate
-                ),
-            )
-            kafka.create_topics(cfg)
-            result = benchmark(cfg, args.bad)
+    with (
+        tempfile.TemporaryDirectory(prefix="freshet-bench-") as tmp,
+        EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker,
+    ):
+        cfg = dataclasses.replace(
+            base,
+            work_dir=tmp,
+            kafka=dataclasses.replace(base.kafka, bootstrap=broker.bootstrap),
+            joiner=dataclasses.replace(
+                base.joiner, window_s=10.0, negative_sample_rate=args.sample_rate
+            ),
+        )
+        kafka.create_topics(cfg)
+        result = benchmark(cfg, args.bad)
     print(json.dumps(result))
 
 

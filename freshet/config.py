@@ -91,7 +91,9 @@ class JoinerConfig:
     # The joiner closes a batch this often (processing time) even if it is not full.
     batch_interval_ms: int = 200
     # A source partition without records for this long stops holding back the watermark.
-    idle_timeout_s: float = 10.0
+    # 0 (off): measured, 10 s let backpressured partitions be marked idle, and the
+    # watermark ran ahead of them (MovieLens replay: 142 of 55,375 positives matched).
+    idle_timeout_s: float = 0.0
     # How long (processing time) after an impression's window a redelivered copy of it
     # is still recognised as a duplicate; bounds the deduplication state (state TTL).
     dedupe_retention_s: float = 600.0
