@@ -89,6 +89,12 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    from jobs.serve import main as serve
+
+    return serve(cfg, port=args.port)
+
+
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.demo import run_demo
 
@@ -129,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults").set_defaults(
         func=cmd_demo
     )
+    sv = sub.add_parser("serve", help="run the ranking server (applies params deltas live)")
+    sv.add_argument("--port", type=int, default=None, help="default: serving.port")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 
