@@ -75,6 +75,12 @@ def random_rows(rng: np.random.Generator, cfg: Config, n: int) -> dict:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def get_json(port: int, path: str) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
         return json.loads(r.read())
@@ -214,6 +220,7 @@ def main() -> None:
                 prod.flush(10)
 
             before = get_json(port, "/status")
+            cpu0 = cpu_seconds(server.pid)
             sender = threading.Thread(target=deltas, daemon=True)
             sender.start()
             time.sleep(1.0)  # deltas flowing before the load starts
@@ -228,6 +235,7 @@ def main() -> None:
             gen.join(30)
             elapsed_updates = time.monotonic() - t0
             after = get_json(port, "/status")
+            server_cpu = cpu_seconds(server.pid) - cpu0
             stop.set()
             sender.join(30)
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
@@ -262,6 +270,7 @@ def main() -> None:
         "delta_updates_per_s": round(applied / elapsed_updates, 1),
         "delta_rows": args.delta_rows,
         "dense_models_swapped": after["model_version"] - before["model_version"],
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(len(lat), 1), 3),
         "errors": len(result["errors"]),
         "requests": len(lat),
         "seconds": args.seconds,

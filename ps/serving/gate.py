@@ -132,9 +132,10 @@ class ValidationGate:
             return decide(False, "candidate produces non-finite scores", n=n)
         if current is None:
             return decide(True, "first model: nothing to compare with", n=n)
-        if n < self.min_examples or labels.min(initial=0) == labels.max(initial=0):
-            return decide(True, f"not validated: {n} examples (need {self.min_examples} "
-                                "with both labels)", n=n)
+        positives = int((labels > 0).sum())
+        if n < self.min_examples or positives in (0, n):
+            return decide(True, f"not validated: {n} examples, {positives} positive (need "
+                                f"{self.min_examples} with both labels)", n=n)
         new_auc = auc(new_logits, labels)
         old_auc = auc(self.logits(current, state, window), labels)
         if math.isnan(old_auc) or new_auc >= old_auc - self.margin:

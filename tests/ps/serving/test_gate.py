@@ -83,3 +83,8 @@ def test_gate_decisions() -> None:
     few = ExampleBatch.from_json(encode_examples([Example("a", 0, 0, 0, 1, slots={})]))
     d = gate.check(deepfm(-1.0, 6), good, state, few)
     assert d.accepted and "not validated" in d.reason
+    for label in (0, 1):  # many examples, but one class only: AUC is undefined
+        one_class = ExampleBatch.from_json(encode_examples([
+            Example(f"r{i}", i, 0, 0, label, slots={"item_id": [i]}) for i in range(300)]))
+        d = gate.check(deepfm(-1.0, 7), good, state, one_class)
+        assert d.accepted and "not validated" in d.reason and d.auc_candidate is None
