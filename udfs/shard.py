@@ -71,6 +71,8 @@ class ShardWorker:
             self._compact()  # the snapshot's rows must be in the checkpointed log
             self._save_meta()
         self.restore_s = time.perf_counter() - t
+        self.restored_examples = self.trainer.ledger.examples  # trained before this start
+        self._announced = False
 
     # -- training ---------------------------------------------------------------------
     def process(self, value: bytes) -> Outputs:
@@ -85,6 +87,13 @@ class ShardWorker:
             return out
         if len(batch) == 0:
             return out
+        if self.restored_examples and not self._announced:
+            # First batch after a restore: say when, and how long the state rebuild took.
+            labels = {"shard": str(self.shard), "restore_s": f"{self.restore_s:.3f}",
+                      "log_entries": str(self.log_len)}
+            out.metrics.append(Metric(JOB, "restored_examples", self.restored_examples,
+                                      labels=labels).to_json().decode())
+        self._announced = True
         self.trainer.train_batch(batch)
         self.watermark_ms = max(self.watermark_ms, int(batch.ts.max()))
         delta = self.trainer.tables.drain_delta(with_optimizer_state=True)
@@ -159,6 +168,7 @@ class ShardWorker:
         ev, ledger = self.trainer.eval, self.trainer.ledger
         labels = {"shard": str(self.shard), "final": str(final).lower(),
                   "fingerprint": str(ledger.fingerprint), "restore_s": f"{self.restore_s:.3f}",
+                  "restored_examples": str(self.restored_examples),
                   "watermark_ms": str(self.watermark_ms)}
         ms = [Metric(JOB, "trained_examples", ledger.examples, labels=labels),
               Metric(JOB, "progressive_auc", ev.auc(), labels=labels),
