@@ -95,6 +95,25 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     return serve(cfg, port=args.port)
 
 
+def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+    from jobs.train import run
+
+    return run(cfg, from_snapshot=args.from_snapshot, from_checkpoint=args.from_checkpoint,
+               stop=args.stop)
+
+
+def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
+    from jobs.replay import parse_time, replay
+
+    snapshot = args.snapshot or str(cfg.path(cfg.train.snapshot_dir) / "replay")
+    manifest = replay(cfg, parse_time(args.from_time), parse_time(args.to_time), snapshot,
+                      start_snapshot=args.from_snapshot)
+    print(f"replayed {manifest['messages']} messages (offsets by {manifest['offsets_from']}) "
+          f"in {manifest['seconds']:.1f}s; model in {snapshot}; continue online with "
+          f"`freshet train --from-snapshot {snapshot}`")
+    return 0
+
+
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.demo import run_demo
 
@@ -135,6 +154,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults").set_defaults(
         func=cmd_demo
     )
+    tr = sub.add_parser("train", help="train online from the examples topic (Flink job)")
+    tr.add_argument("--from-snapshot", help="start from a replay's model, after its last message")
+    tr.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
+    tr.add_argument("--stop", help="partition:offset,... stop there (default: run forever)")
+    tr.set_defaults(func=cmd_train)
+    rp = sub.add_parser("replay", help="train in batch over a time range of the examples topic")
+    rp.add_argument("--from", dest="from_time", help="ISO time or epoch ms (default: beginning)")
+    rp.add_argument("--to", dest="to_time", help="ISO time or epoch ms, exclusive (default: end)")
+    rp.add_argument("--snapshot", help="model output dir (default: <work_dir>/snapshots/replay)")
+    rp.add_argument("--from-snapshot", help="start from an earlier replay's model")
+    rp.set_defaults(func=cmd_replay)
     sv = sub.add_parser("serve", help="run the ranking server (applies params deltas live)")
     sv.add_argument("--port", type=int, default=None, help="default: serving.port")
     sv.set_defaults(func=cmd_serve)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
@@ -113,6 +114,24 @@ def replay(cfg: Config, from_ms: int | None, to_ms: int | None, snapshot_dir: st
     }
     (snapshot_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def parse_time(text: str | None) -> int | None:
+    """Epoch milliseconds from ``"1700000000000"`` or an ISO time (UTC unless it says).
+
+    Examples
+    --------
+    >>> parse_time("1000"), parse_time("1970-01-01T00:00:01"), parse_time(None)
+    (1000, 1000, None)
+    """
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)
 
 
 def online_start(snapshot_dir: str | Path) -> dict[int, int]:

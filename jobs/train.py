@@ -86,7 +86,41 @@ def parse_offsets(text: str | None) -> dict[int, int] | None:
     return {int(p): int(o) for p, o in (item.split(":") for item in text.split(","))}
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(
+    cfg: Config,
+    from_snapshot: str | None = None,
+    from_checkpoint: str | None = None,
+    stop: str | None = None,
+) -> int:
+    """``freshet train``: this module on the mini-cluster, or ``flink run`` on a cluster.
+
+    The submitted script is this file, unchanged; the config travels as JSON.
+    """
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    args = []
+    if from_snapshot:
+        args += ["--from-snapshot", from_snapshot]
+    if from_checkpoint:
+        args += ["--from-checkpoint", from_checkpoint]
+    if stop:
+        args += ["--stop", stop]
+    if not cfg.flink.cluster:
+        main(args, cfg)
+        return 0
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(cfg.to_json())
+    import pyflink
+
+    flink = Path(pyflink.__file__).parent / "bin" / "flink"
+    cmd = [str(flink), "run", "-d", "-m", cfg.flink.cluster, "-pyexec", sys.executable,
+           "-pyclientexec", sys.executable, "-py", __file__, "--config-json", f.name, *args]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def main(argv: list[str] | None = None, cfg: Config | None = None) -> None:
     """``python -m jobs.train``: what ``freshet train`` and ``flink run -py`` execute."""
     import argparse
     from pathlib import Path
@@ -99,8 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-snapshot", help="write the model here when the input ends")
     ap.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
     args = ap.parse_args(argv)
-    cfg = Config.from_json(Path(args.config_json).read_text()) if args.config_json else (
-        load_config())
+    if args.config_json:
+        cfg = Config.from_json(Path(args.config_json).read_text())
+    cfg = cfg or load_config()
     checkpoint = args.from_checkpoint
     if checkpoint == "latest":
         checkpoint = latest_checkpoint(cfg)
