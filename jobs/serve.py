@@ -317,6 +317,7 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
             "updates_applied": loader.applied,
             "gate_decisions": [d.__dict__ for d in loader.decisions],
             "offset_resets": loader.resets,
+            "updates_not_applied": list(loader.rejected),
             "restore_s": server.restore_s,
         })
 

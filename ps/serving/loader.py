@@ -113,6 +113,7 @@ class DeltaLoader(threading.Thread):
         self.pending_partition: dict[tuple, int] = {}  # incomplete update -> partition
         self.decisions: deque[GateDecision] = deque(maxlen=50)
         self.resets: list[str] = []
+        self.rejected: deque[str] = deque(maxlen=50)  # updates that did not fit the tables
         self.applied = 0  # complete updates applied since start
         self.on_update: Callable[[Update], None] | None = None  # hook for benchmarks
         self.caught_up = threading.Event()  # set once the topic was read to its end
@@ -252,7 +253,14 @@ class DeltaLoader(threading.Thread):
             return
         now_ms = time.time() * 1000
         if meta.kind == "sparse":
-            version = self.state.apply_sparse(update.payload, meta.shard, meta.watermark_ms)
+            try:
+                version = self.state.apply_sparse(update.payload, meta.shard, meta.watermark_ms)
+            except ValueError as e:  # does not fit this server's slots: skip, keep serving
+                self.metrics.malformed.inc()
+                self.rejected.append(f"sparse shard {meta.shard} seq {meta.seq}: {e}")
+                log.error("sparse update shard %d seq %d not applied: %s", meta.shard,
+                          meta.seq, e)
+                return
             self.metrics.table_version.set(version)
             self.metrics.freshness.observe(max(0.0, (now_ms - meta.watermark_ms) / 1000))
         else:

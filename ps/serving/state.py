@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from freshet.config import SlotConfig
 from ps.collection import EmbeddingCollection
@@ -122,13 +123,39 @@ class ServingState:
 
     # -- writes (the loader thread) ------------------------------------------------
     def apply_sparse(self, delta: pa.RecordBatch, shard: int, watermark_ms: int) -> int:
-        """Apply one complete sparse update atomically; returns the new table version."""
+        """Apply one complete sparse update atomically; returns the new table version.
+
+        Raises ValueError, before changing anything, if the update does not fit the
+        tables (unknown slot, wrong dim): half of an update must never be visible.
+        """
+        self.check_sparse(delta)
         with self._lock:
             self.tables.apply(delta)
             self.versions.table += 1
             old = self.versions.watermark_ms.get(shard, watermark_ms)
             self.versions.watermark_ms[shard] = max(old, watermark_ms)
             return self.versions.table
+
+    def check_sparse(self, delta: pa.RecordBatch) -> None:
+        """Raise ValueError unless every slot is known and every live row has its dim."""
+        slot = delta.column("slot")
+        if not pa.types.is_dictionary(slot.type):
+            slot = pc.dictionary_encode(slot)
+        codes = slot.indices.to_numpy(zero_copy_only=False)
+        live = ~delta.column("deleted").to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(delta.column("values")).to_numpy(zero_copy_only=False)
+        for k, name in enumerate(slot.dictionary.to_pylist()):
+            rows = codes == k
+            if not rows.any():
+                continue
+            if name not in self.tables.slots:
+                raise ValueError(f"update has unknown slot {name!r}; serving "
+                                 f"{sorted(self.tables.slots)}")
+            dim = self.tables.dim(name)
+            bad = rows & live & (lengths != dim)
+            if bad.any():
+                raise ValueError(f"slot {name!r}: rows of {int(lengths[bad][0])} values, "
+                                 f"serving dim is {dim}")
 
     def set_dense(self, model: DenseModel) -> int:
         """Swap in a dense model (one reference); returns the new model version."""

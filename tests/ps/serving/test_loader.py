@@ -68,6 +68,19 @@ def test_duplicates_and_redeliveries_are_harmless(cfg: Config) -> None:
     ld._consumer.close()
 
 
+def test_update_that_does_not_fit_is_skipped_and_loading_goes_on(cfg: Config) -> None:
+    topic, p = cfg.topics.name("params"), producer(cfg)
+    wrong_dim = sparse_rows({"item_id": (np.arange(5), np.ones((5, 3), np.float32))})
+    publish(p, topic, sparse_messages(wrong_dim, MODEL, seq=1)
+            + sparse_messages(rows(2), MODEL, seq=2))
+    ld = loader_for(cfg)
+    pump(ld, lambda: ld.state.versions.table == 1)
+    assert ld.applied == 1
+    assert len(ld.rejected) == 1 and "serving dim is 16" in ld.rejected[0]
+    assert item(ld, [0, 299]).tolist() == [2.0, 2.0]
+    ld._consumer.close()
+
+
 def test_restart_resumes_without_replay(cfg: Config) -> None:
     topic, p = cfg.topics.name("params"), producer(cfg)
     store = SnapshotStore(cfg.path("serving"))

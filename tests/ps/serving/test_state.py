@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from freshet.config import SlotConfig
 from ps.serving.state import DenseModel, ServingState
@@ -75,3 +76,14 @@ def test_serving_tables_hold_values_only_and_apply_deletes() -> None:
     assert got.tolist() == [vals[0].tolist(), [0.0] * 4, vals[2].tolist()]
     assert state.table_rows() == {"item_id": 2}
     assert state.watermark_ms() == 20
+
+
+def test_an_update_that_does_not_fit_changes_nothing() -> None:
+    state = ServingState(SLOTS)
+    ids = np.arange(3)
+    ok = np.ones((3, 8), np.float32)
+    for bad in [sparse_rows({"user_id": (ids, ok), "unknown": (ids, ok)}),
+                sparse_rows({"user_id": (ids, ok), "genre": (ids, np.ones((3, 4), np.float32))})]:
+        with pytest.raises(ValueError, match="unknown slot|serving dim"):
+            state.apply_sparse(bad, shard=0, watermark_ms=1)
+    assert state.versions.table == 0 and state.table_rows()["user_id"] == 0
