@@ -169,6 +169,7 @@ class ServingConfig:
     demotion_window_s: float = 0.0  # items shown to the user this recently are demoted; 0: off
     demotion_factor: float = 0.5  # score multiplier for a demoted item
     log_impressions: bool = True  # log each returned item to the features topic
+    precision: str = "fp32"  # serving table values: fp32 | fp16 (half the memory)
 
 
 @dataclass(frozen=True)

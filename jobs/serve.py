@@ -133,7 +133,7 @@ class Server:
         self.metrics = ServingMetrics()
         self.store = SnapshotStore(cfg.path(sc.snapshot_dir) / cfg.model.model_id)
         t0 = time.monotonic()
-        self.state, position = self.store.load(self.slots)
+        self.state, position = self.store.load(self.slots, sc.precision)
         self.restore_s = time.monotonic() - t0
         self.window = ExampleWindow(sc.gate_window)
         self.gate = ValidationGate(self.forward, self.slot_order, self.dim,

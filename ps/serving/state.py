@@ -12,7 +12,8 @@ Only the loader thread writes. Reading needs no lock against other readers, but
 a plain mutex is enough: the HTTP server reads from one event-loop thread.
 
 The serving tables hold values only: their slots use the SGD layout (no
-optimizer-state columns) and admit every ID (no sketch).
+optimizer-state columns) and admit every ID (no sketch); with ``precision='fp16'``
+they are :class:`ps.serving.half.HalfCollection` (float16 values).
 
 Examples
 --------
@@ -48,6 +49,9 @@ import pyarrow.compute as pc
 
 from freshet.config import SlotConfig
 from ps.collection import EmbeddingCollection
+from ps.serving.half import HalfCollection
+
+PRECISIONS = ("fp32", "fp16")  # fp16: half the memory, ~3 significant digits
 
 
 def serving_slots(slots: Sequence[SlotConfig]) -> list[SlotConfig]:
@@ -96,15 +100,26 @@ class ServingState:
     ----------
     slots : sequence of SlotConfig
         The model's slots (the trainer's config); dims must match the deltas.
-    collection : EmbeddingCollection, optional
+    collection : EmbeddingCollection or HalfCollection, optional
         Restored tables (from a snapshot); default empty tables.
+    precision : {'fp32', 'fp16'}
+        Value type of new empty tables (``ps.serving.half`` for fp16).
     """
 
     def __init__(
-        self, slots: Sequence[SlotConfig], collection: EmbeddingCollection | None = None
+        self,
+        slots: Sequence[SlotConfig],
+        collection: EmbeddingCollection | HalfCollection | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.slots = serving_slots(slots)
-        self.tables = collection if collection is not None else EmbeddingCollection(self.slots)
+        if collection is None:
+            if precision not in PRECISIONS:
+                raise ValueError(f"precision {precision!r}: expected one of {PRECISIONS}")
+            collection = (HalfCollection(self.slots) if precision == "fp16"
+                          else EmbeddingCollection(self.slots))
+        self.tables = collection
+        self.precision = "fp16" if isinstance(collection, HalfCollection) else "fp32"
         self.dense: DenseModel | None = None
         self.versions = Versions()
         self._lock = threading.Lock()

@@ -36,6 +36,7 @@ import numpy as np
 
 from freshet.config import SlotConfig
 from ps.collection import EmbeddingCollection
+from ps.serving.half import HalfCollection
 from ps.serving.state import DenseModel, ServingState, Versions, serving_slots
 
 _FORMAT = "freshet.serving.snapshot/1"
@@ -92,6 +93,7 @@ class SnapshotStore:
                 np.save(tmp / "dense" / f"{i}.npy", arr, allow_pickle=False)
         meta = {
             "format": _FORMAT,
+            "precision": state.precision,
             "position": _jsonable(asdict(position)),
             "versions": _jsonable(asdict(state.versions)),
             "dense": None if dense is None else {
@@ -109,15 +111,23 @@ class SnapshotStore:
         self.saved += 1
         return target
 
-    def load(self, slots: Sequence[SlotConfig]) -> tuple[ServingState, Position]:
+    def load(
+        self, slots: Sequence[SlotConfig], precision: str = "fp32"
+    ) -> tuple[ServingState, Position]:
         """The current snapshot's state and position; empty ones if there is none."""
         path = self.current()
         if path is None:
-            return ServingState(slots), Position()
+            return ServingState(slots, precision=precision), Position()
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path}: not a {_FORMAT} snapshot")
-        tables = EmbeddingCollection.restore(path / "tables", serving_slots(slots))
+        stored = meta.get("precision", "fp32")
+        if stored != precision:
+            raise ValueError(f"{path}: snapshot tables are {stored}, config asks for "
+                             f"{precision}; set it back or remove {self.root} to reload the "
+                             "params topic")
+        table_cls = HalfCollection if precision == "fp16" else EmbeddingCollection
+        tables = table_cls.restore(path / "tables", serving_slots(slots))
         state = ServingState(slots, tables)
         dense = None
         if meta["dense"] is not None:

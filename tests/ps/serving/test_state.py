@@ -21,8 +21,9 @@ def update(k: int):
     return sparse_rows({s.name: (IDS, vals) for s in SLOTS})
 
 
-def test_no_torn_read_across_concurrent_updates() -> None:
-    state = ServingState(SLOTS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_no_torn_read_across_concurrent_updates(precision: str) -> None:
+    state = ServingState(SLOTS, precision=precision)
     state.apply_sparse(update(1), shard=0, watermark_ms=1)
     updates = [update(k) for k in range(2, 202)]  # built before the race starts
     done = threading.Event()

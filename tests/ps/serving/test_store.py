@@ -63,3 +63,26 @@ def test_crash_during_save_keeps_previous_snapshot(tmp_path: Path, monkeypatch) 
     store.save(filled_state(3.0), Position(offsets={0: 30}))  # a later save still works
     assert SnapshotStore(tmp_path).load(SLOTS)[1].offsets == {0: 30}
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("snap-")]) == 1
+
+
+def test_fp16_tables_round_trip_and_precision_mismatch_is_refused(tmp_path: Path) -> None:
+    state = ServingState(SLOTS, precision="fp16")
+    rng = np.random.default_rng(0)
+    ids = np.arange(5000)  # enough rows to make the index and value arrays grow
+    vals = rng.normal(0, 0.1, (5000, 4)).astype(np.float32)
+    state.apply_sparse(sparse_rows({"item_id": (ids, vals)}), 0, 1)
+    state.apply_sparse(sparse_rows({}, deleted={"item_id": np.array([3])}), 0, 2)
+    got = state.read({"item_id": ids}).embeddings["item_id"]
+    keep = ids != 3
+    np.testing.assert_allclose(got[keep], vals[keep], rtol=2**-10, atol=1e-4)
+    assert (got[3] == 0).all()
+    full = ServingState(SLOTS)
+    full.apply_sparse(sparse_rows({"item_id": (ids, vals)}), 0, 1)
+    assert state.nbytes() < full.nbytes()
+
+    SnapshotStore(tmp_path).save(state, Position(offsets={0: 2}))
+    back, _ = SnapshotStore(tmp_path).load(SLOTS, precision="fp16")
+    np.testing.assert_array_equal(back.read({"item_id": ids}).embeddings["item_id"], got)
+    assert back.precision == "fp16" and back.table_rows()["item_id"] == 4999
+    with pytest.raises(ValueError, match="snapshot tables are fp16"):
+        SnapshotStore(tmp_path).load(SLOTS)
