@@ -257,7 +257,7 @@ def main() -> None:
                           and 'outcome="ok"' in ln],
                       "gc_pauses": [ln for ln in metrics.splitlines()
                                     if ln.startswith("freshet_serving_gc_pause_seconds_bucket")
-                                    and 'generation="2"' in ln],
+                                    ],
                       "impressions": impressions, "gate": [
         ln for ln in metrics.splitlines() if ln.startswith("freshet_serving_dense_gate_total")]}))
     print(json.dumps({

@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from freshet.broker import BrokerError
 from freshet.config import Config, load_config
 from ps.serving.demotion import RecentImpressions
 from ps.serving.gate import ValidationGate
@@ -340,7 +341,11 @@ def main(cfg: Config, port: int | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
-    server = Server(cfg)
+    try:
+        server = Server(cfg)
+    except BrokerError as e:
+        log.error("%s", e)
+        return 2
     app = create_app(server)
     uvicorn.run(app, host=cfg.serving.host, port=cfg.serving.port if port is None else port,
                 workers=1, log_level="warning", access_log=False)
