@@ -130,6 +130,8 @@ class ModelConfig:
     slots: list[SlotConfig] = field(default_factory=_default_slots)
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     dense_learning_rate: float = 0.001
+    # Multiplies the first-order column: its effective step is this x the slot's rate.
+    first_order_scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ benchmark's in-process baseline), so both measure the same code.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import zlib
@@ -104,7 +105,8 @@ class Trainer:
         self.dim = dims.pop()
         self.micro_batch = train.micro_batch
         keras.utils.set_random_seed(train.seed)
-        self.model = build_model(model.kind, len(self.slots), self.dim, model.hidden)
+        self.model = build_model(model.kind, len(self.slots), self.dim, model.hidden,
+                                 model.first_order_scale)
         self.optimizer = keras.optimizers.Adam(model.dense_learning_rate)
         self.optimizer.build(self.model.trainable_variables)
         self.eval = ProgressiveEval(train.eval_window)
@@ -120,6 +122,10 @@ class Trainer:
         # per-call argument binding (a third of the call overhead at 32 examples).
         self._step = tf.function(self._dense_step, input_signature=spec).get_concrete_function()
         self._tf = tf
+        # Decoding a batch allocates ~10k dicts and lists, which triggers the cyclic GC;
+        # its full collections then walk TensorFlow's huge object graph (measured: JSON
+        # decoding 10x slower). Objects alive now are long-lived: exempt them from GC.
+        gc.freeze()
 
     def _dense_step(self, pooled: Any, labels: Any, offset: Any) -> tuple[Any, Any, Any]:
         import tensorflow as tf

@@ -26,9 +26,12 @@ def test_deepfm_uses_pairwise_interactions() -> None:
     """With zero MLP output and biases, DeepFM is first-order + FM: check one by hand."""
     model = build_model("deepfm", n_slots=2, dim=3, hidden=[4])
     w = {k: np.zeros_like(v) for k, v in export_weights(model).items()}
+    w["first_order_scale"] = np.array([1.0], np.float32)
     pooled = np.array([[[1.0, 2.0, 3.0], [0.5, 4.0, -1.0]]], np.float32)
     # first order 1 + 0.5; FM: <(2,3),(4,-1)> = 5
     assert numpy_forward(w, pooled).tolist() == pytest.approx([6.5])
+    w["first_order_scale"] = np.array([3.0], np.float32)  # scales column 0 only
+    assert numpy_forward(w, pooled).tolist() == pytest.approx([9.5])
 
 
 def test_deepfm_needs_room_for_first_order_column() -> None:

@@ -22,7 +22,8 @@ def numpy_forward(
     """
     pooled = np.asarray(pooled, np.float32)
     kind = kind or ("deepfm" if "mlp/out/kernel" in weights else "lr")
-    logit = pooled[:, :, 0].sum(axis=1) + weights["bias"][0]
+    scale = weights["first_order_scale"][0] if "first_order_scale" in weights else 1.0
+    logit = pooled[:, :, 0].sum(axis=1) * scale + weights["bias"][0]
     if kind == "lr":
         return logit
     v = pooled[:, :, 1:]
