@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -143,3 +144,39 @@ def test_serving_never_imports_tensorflow() -> None:
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_requests_answered_and_consistent_while_updates_apply(cfg: Config,
+                                                              client: TestClient) -> None:
+    """Every response reflects exactly one table version: update k sets every item's
+    first-order weight to k / 10, so all scores equal sigmoid(0.1 + 0.5 + k / 10)."""
+    topic, p, model = cfg.topics.name("params"), producer(cfg), cfg.model.model_id
+    base = client.get("/healthz").json()["table_version"]
+    n_updates = 40
+
+    def publisher() -> None:  # paced, so requests fall between updates too
+        for k in range(1, n_updates + 1):
+            vals = np.zeros((len(ITEMS), 16), np.float32)
+            vals[:, 0] = k / 10
+            publish(p, topic, sparse_messages(sparse_rows({"item_id": (ITEMS, vals)}), model,
+                                              seq=1 + k))
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=publisher)
+    sender.start()
+    versions = set()
+    deadline = time.monotonic() + 30
+    while max(versions, default=0) < base + n_updates:
+        assert time.monotonic() < deadline
+        r = client.post("/rank", json=rank_body(ITEMS, shown=0))
+        assert r.status_code == 200
+        out = r.json()
+        k = out["table_version"] - base
+        if k == 0:
+            continue
+        expected = 1 / (1 + np.exp(-(0.6 + k / 10)))
+        scores = [it["score"] for it in out["items"]]
+        assert scores == pytest.approx([expected] * len(ITEMS), rel=1e-6), k
+        versions.add(out["table_version"])
+    sender.join()
+    assert len(versions) > 5  # requests were answered between updates
