@@ -28,7 +28,6 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
 
 from confluent_kafka import Message, TopicPartition
 
@@ -115,7 +114,6 @@ class DeltaLoader(threading.Thread):
         self.resets: list[str] = []
         self.rejected: deque[str] = deque(maxlen=50)  # updates that did not fit the tables
         self.applied = 0  # complete updates applied since start
-        self.on_update: Callable[[Update], None] | None = None  # hook for benchmarks
         self.caught_up = threading.Event()  # set once the topic was read to its end
         self._dirty = False
         self._last_snapshot = time.monotonic()
@@ -271,8 +269,6 @@ class DeltaLoader(threading.Thread):
         self.metrics.updates.labels(meta.kind).inc()
         self.applied += 1
         self._dirty = True
-        if self.on_update is not None:
-            self.on_update(update)
 
     def _apply_dense(self, candidate: DenseModel) -> None:
         if self.gate is None:
