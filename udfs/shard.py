@@ -56,6 +56,7 @@ class ShardWorker:
         self.state = state
         self.trainer = Trainer(cfg.model, cfg.train)
         self.sparse = SparseBuffer()
+        self.expiring = any(slot.ttl_s > 0 for slot in cfg.model.slots)
         self.versions = Versions()
         self.watermark_ms = 0
         self.log_len = 0
@@ -96,12 +97,17 @@ class ShardWorker:
         self._announced = True
         self.trainer.train_batch(batch)
         self.watermark_ms = max(self.watermark_ms, int(batch.ts.max()))
+        now = time.monotonic()
+        sync_due = now - self.last_sparse_sync >= self.cfg.sync.sparse_sync_interval_s
+        if sync_due and self.expiring:
+            # Rows idle for their slot's ttl_s (event time) go; the drain reports them
+            # deleted, so the log and the params topic both carry the deletion.
+            self.trainer.tables.evict_expired(self.watermark_ms / 1000.0)
         delta = self.trainer.tables.drain_delta(with_optimizer_state=True)
         self.state.append_log(to_ipc(delta))
         self.log_len += 1
         self.sparse.add(delta)
-        now = time.monotonic()
-        if now - self.last_sparse_sync >= self.cfg.sync.sparse_sync_interval_s:
+        if sync_due:
             out.extend(self.sync_sparse())
         if now - self.last_dense_sync >= self.cfg.sync.dense_sync_interval_s:
             out.extend(self.sync_dense())

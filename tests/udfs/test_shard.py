@@ -137,3 +137,31 @@ def test_finish_reports_final_figures_and_dense_weights(streams: SimpleNamespace
     by_name = {m["name"]: m for m in final}
     assert by_name["trained_examples"]["value"] == 300
     assert by_name["progressive_auc"]["value"] == pytest.approx(w.trainer.eval.auc())
+
+
+def test_expired_rows_are_deleted_in_state_and_on_the_params_topic(
+    streams: SimpleNamespace,
+) -> None:
+    cfg = make_cfg(streams, sync_s=0.0, compact_every=1000)
+    slots = [dataclasses.replace(s, ttl_s=5.0) if s.name == "user_id" else s
+             for s in cfg.model.slots]
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, slots=slots))
+    early = streams.examples(100, seed=5, users=10)  # ts 0 .. 99 s: users 0-9
+    late = [dataclasses.replace(e, ts=e.ts + 1_000_000, user_id=e.user_id + 100,
+                                slots={**e.slots, "user_id": [e.user_id + 100]})
+            for e in streams.examples(100, seed=6, users=10)]  # users 100-109, much later
+    state = MemoryState()
+    w = ShardWorker(cfg, 0, state)
+    asm, deleted = DeltaAssembler(), set()
+    for m in streams.messages(early + late, size=100):
+        for _, v in w.process(m).params:
+            u = asm.feed(v)
+            if u is not None:
+                rows = u.payload
+                flags = rows.column("deleted").to_pylist()
+                deleted |= {i for i, d in zip(rows.column("id").to_pylist(), flags, strict=True)
+                            if d}
+    assert deleted == set(range(10))  # the early users, idle for > ttl_s of event time
+    assert set(table_rows(w.trainer.tables)) & {("user_id", i) for i in range(10)} == set()
+    restored = ShardWorker(cfg, 0, copy.deepcopy(state))
+    assert table_rows(restored.trainer.tables).keys() == table_rows(w.trainer.tables).keys()
