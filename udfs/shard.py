@@ -8,6 +8,7 @@ what it returns to the params, metrics and dead-letter topics. Tests drive it di
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from udfs.table_io import apply_rows, dump_rows, from_ipc, rng_state, set_rng_st
 from udfs.trainer import Trainer
 
 JOB = "train"
+log = logging.getLogger("freshet.train")
 
 
 @dataclass
@@ -164,6 +166,9 @@ class ShardWorker:
     def _window_metrics(self) -> Outputs:
         w = self.trainer.eval.take_window()
         self.window += 1
+        log.info("train shard %d window %d: auc %.4f logloss %.4f over %d examples "
+                 "(cumulative auc %.4f, %d examples)", self.shard, self.window, w["auc"],
+                 w["logloss"], w["examples"], self.trainer.eval.auc(), self.trainer.eval.count)
         labels = {"shard": str(self.shard), "window": str(self.window),
                   "examples": str(w["examples"]), "watermark_ms": str(self.watermark_ms)}
         ms = [Metric(JOB, "auc", w["auc"], labels=labels),
@@ -224,7 +229,7 @@ class ShardWorker:
         """Write this shard's model (tables + dense state) for a later start."""
         path = Path(directory) / f"shard-{self.shard}"
         self.trainer.tables.snapshot(path / "tables")
-        extra = {"watermark_ms": self.watermark_ms}
+        extra = {"watermark_ms": self.watermark_ms, "window": self.window}
         (path / "dense.npz").write_bytes(pack_meta(self.trainer.dense_state(), extra))
         return path
 
@@ -233,7 +238,7 @@ class ShardWorker:
         self.trainer.tables = tables
         arrays, extra = unpack_meta((path / "dense.npz").read_bytes())
         self.trainer.load_dense_state(arrays)
-        self.watermark_ms = extra["watermark_ms"]
+        self.watermark_ms, self.window = extra["watermark_ms"], extra.get("window", 0)
 
 
 def merged_auc(histograms: list[dict[str, list[float]]]) -> float:
