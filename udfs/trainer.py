@@ -119,12 +119,12 @@ class Trainer:
         ]
         # A None batch dimension: one trace serves every batch size (no retracing). The
         # concrete function is traced here and called directly, skipping tf.function's
-        # per-call argument binding (a third of the call overhead at 32 examples).
+        # per-call argument binding (0.35 s of 1.7 s of TF time in a profile).
         self._step = tf.function(self._dense_step, input_signature=spec).get_concrete_function()
         self._tf = tf
-        # Decoding a batch allocates ~10k dicts and lists, which triggers the cyclic GC;
-        # its full collections then walk TensorFlow's huge object graph (measured: JSON
-        # decoding 10x slower). Objects alive now are long-lived: exempt them from GC.
+        # Decoding a batch allocates ~10k dicts and lists, which triggers the cyclic GC,
+        # whose collections then walk TensorFlow's large object graph. Objects alive now
+        # are long-lived: exempt them (measured: decode 2.1 -> 1.8 ms CPU per message).
         gc.freeze()
 
     def _dense_step(self, pooled: Any, labels: Any, offset: Any) -> tuple[Any, Any, Any]:
