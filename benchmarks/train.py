@@ -84,8 +84,10 @@ def run_flink(cfg: Config, stop: dict[int, int]) -> dict[str, Any]:
         done_first = WINDOW * cfg.train.parallelism  # every shard's first window
         span = max(last - first, 1) / 1000
         rate = (sum(m["value"] for m in _last_per_shard(windows)) - done_first) / span
+    subtasks = sorted(int(m["labels"]["subtask"]) for m in final
+                      if m["name"] == "trained_examples")
     return {"examples": int(examples), "auc": merged_auc(hists), "logloss": loss / examples,
-            "examples_per_s": rate, "job_wall_s": wall}
+            "examples_per_s": rate, "job_wall_s": wall, "subtasks": subtasks}
 
 
 def _last_per_shard(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -189,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if p != first:
             result.update({f"auc_p{p}": r["auc"], f"examples_p{p}": r["examples"],
                            f"examples_per_s_p{p}": r["examples_per_s"],
-                           f"job_wall_s_p{p}": r["job_wall_s"]})
+                           f"job_wall_s_p{p}": r["job_wall_s"],
+                           f"subtasks_p{p}": r["subtasks"]})
     result["cpus"] = os.cpu_count()
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     return result

@@ -1,19 +1,15 @@
 """Which trainer shard a message goes to, and a Flink key that lands on that shard.
 
-Flink sends key ``k`` (an INT key: ``hashCode() == k``) to key group
-``murmur(k) % max_parallelism`` and that group to subtask
-``group * parallelism // max_parallelism``. :func:`shard_keys` picks, per subtask, the
-smallest int key that lands on it, so shard ``i`` is trained by subtask ``i``
-and no subtask holds two shards.
-
-Checked against Flink's ``KeyGroupRangeAssignment`` in the JVM (tests/udfs/test_routing.py).
+PyFlink's ``key_by`` wraps the key in a one-field ``Row`` and Flink sends it to key group
+``murmur(row.hashCode()) % max_parallelism``, then to subtask
+``group * parallelism // max_parallelism``. :func:`shard_keys` asks the JVM (Flink's own
+``KeyGroupRangeAssignment``) for the smallest int key per subtask, so shard ``i`` is
+trained by subtask ``i`` and no subtask holds two shards.
 
 Examples
 --------
->>> key_group(0, 128), subtask_of(0, 128, 2)
-(94, 1)
->>> keys = shard_keys(2); keys, [subtask_of(k, 128, 2) for k in keys]
-([4, 0], [0, 1])
+>>> shard_of(b'{"v":1,"examples":[]}', 1)
+0
 """
 
 from __future__ import annotations
@@ -23,39 +19,15 @@ import zlib
 MAX_PARALLELISM = 128
 
 
-def _i32(x: int) -> int:
-    x &= 0xFFFFFFFF
-    return x - (1 << 32) if x & 0x80000000 else x
+def subtask_of_key(key: int, max_parallelism: int, parallelism: int) -> int:
+    """The subtask Flink gives the PyFlink INT key ``key`` (asks the JVM)."""
+    from pyflink.java_gateway import get_gateway
 
-
-def _rotl(x: int, r: int) -> int:
-    x &= 0xFFFFFFFF
-    return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
-
-
-def murmur_hash(code: int) -> int:
-    """Flink's ``MathUtils.murmurHash(int)``."""
-    code = _rotl(code * 0xCC9E2D51, 15)
-    code = _rotl(code * 0x1B873593, 13)
-    code = (code * 5 + 0xE6546B64) & 0xFFFFFFFF
-    code ^= 4
-    code ^= code >> 16
-    code = (code * 0x85EBCA6B) & 0xFFFFFFFF
-    code ^= code >> 13
-    code = (code * 0xC2B2AE35) & 0xFFFFFFFF
-    code ^= code >> 16
-    code = _i32(code)
-    if code >= 0:
-        return code
-    return -code if code != -(1 << 31) else 0
-
-
-def key_group(key: int, max_parallelism: int = MAX_PARALLELISM) -> int:
-    return murmur_hash(_i32(key)) % max_parallelism
-
-
-def subtask_of(key: int, max_parallelism: int, parallelism: int) -> int:
-    return key_group(key, max_parallelism) * parallelism // max_parallelism
+    jvm = get_gateway().jvm
+    row = jvm.org.apache.flink.types.Row(1)  # what PyFlink's KeyByKeySelector keys by
+    row.setField(0, jvm.java.lang.Integer(key))
+    assign = jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+    return int(assign.assignKeyToParallelOperator(row, max_parallelism, parallelism))
 
 
 def shard_keys(parallelism: int, max_parallelism: int = MAX_PARALLELISM) -> list[int]:
@@ -63,7 +35,7 @@ def shard_keys(parallelism: int, max_parallelism: int = MAX_PARALLELISM) -> list
     keys: dict[int, int] = {}
     k = 0
     while len(keys) < parallelism:
-        keys.setdefault(subtask_of(k, max_parallelism, parallelism), k)
+        keys.setdefault(subtask_of_key(k, max_parallelism, parallelism), k)
         k += 1
     return [keys[i] for i in range(parallelism)]
 

@@ -57,6 +57,7 @@ class ShardWorker:
         self.shard = shard
         self.state = state
         self.trainer = Trainer(cfg.model, cfg.train)
+        self.subtask = -1  # the Flink subtask running this shard (set by the operator)
         self.sparse = SparseBuffer()
         self.expiring = any(slot.ttl_s > 0 for slot in cfg.model.slots)
         self.versions = Versions()
@@ -177,7 +178,8 @@ class ShardWorker:
 
     def _metrics(self, final: bool) -> list[str]:
         ev, ledger = self.trainer.eval, self.trainer.ledger
-        labels = {"shard": str(self.shard), "final": str(final).lower(),
+        labels = {"shard": str(self.shard), "subtask": str(self.subtask),
+                  "final": str(final).lower(),
                   "fingerprint": str(ledger.fingerprint), "restore_s": f"{self.restore_s:.3f}",
                   "restored_examples": str(self.restored_examples),
                   "watermark_ms": str(self.watermark_ms)}

@@ -84,6 +84,7 @@ class TrainFunction(KeyedProcessFunction):
         meta = runtime_context.get_state(ValueStateDescriptor("model_meta", BYTES))
         self.state = _FlinkState(log, meta)
         self.workers: dict[int, Any] = {}
+        self.subtask = runtime_context.get_index_of_this_subtask()
         self.flush_armed: set[int] = set()
         self.end_armed: set[int] = set()
 
@@ -94,6 +95,7 @@ class TrainFunction(KeyedProcessFunction):
             from udfs.shard import ShardWorker  # imports TensorFlow: only in the worker
 
             w = ShardWorker(self.cfg, self.shard_of_key[key], self.state, self.start_snapshot)
+            w.subtask = self.subtask
             self.workers[key] = w
         return w
 
