@@ -105,3 +105,28 @@ def test_replay_then_online_trains_each_example_once_and_params_rebuild_the_mode
     assert dense is not None and dense.keys() == {k[2:] for k in arrays if k.startswith("w/")}
     for k, v in dense.items():
         np.testing.assert_array_equal(v, arrays[f"w/{k}"])
+
+
+def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
+    cfg: Config,
+) -> None:
+    cfg = dataclasses.replace(
+        cfg,
+        model=ModelConfig(kind="deepfm", hidden=[16],
+                          slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id", "genre")]),
+        train=TrainConfig(parallelism=2, micro_batch=64, eval_window=2000),
+    )
+    batches = stream()[:16]
+    p = kafka.producer(cfg)
+    for m, batch in enumerate(batches):
+        p.produce(cfg.topics.name("examples"), encode_examples(batch), partition=m % 4)
+    assert p.flush(10) == 0
+    end = kafka.end_offsets(cfg, cfg.topics.name("examples"), idle_s=1.0)
+    build(cfg, start={q: 0 for q in end}, stop=end).execute("test-two-shards")
+    done = finals(cfg)
+    assert sorted(m["labels"]["subtask"] for m in done) == ["0", "1"]
+    assert sorted(m["labels"]["shard"] for m in done) == ["0", "1"]
+    assert all(m["value"] > 0 for m in done)  # both shards got messages
+    assert sum(m["value"] for m in done) == 16 * PER_MESSAGE
+    fingerprint = sum(int(m["labels"]["fingerprint"]) for m in done) % (1 << 63)
+    assert fingerprint == ledger_of(batches).fingerprint
