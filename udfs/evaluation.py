@@ -95,15 +95,20 @@ class ProgressiveEval:
         return self.loss / max(self.count, 1)
 
     def state(self) -> dict[str, np.ndarray]:
-        """Arrays to checkpoint (restored by :meth:`load_state`)."""
+        """Arrays to checkpoint (restored by :meth:`load_state`).
+
+        Bin counts go as uint32 (half the bytes of a per-batch state write); a bin would
+        need 4 billion examples to overflow.
+        """
+        counts = {"pos": self.pos, "neg": self.neg, "w_pos": self.w_pos, "w_neg": self.w_neg}
         return {
-            "pos": self.pos, "neg": self.neg, "w_pos": self.w_pos, "w_neg": self.w_neg,
+            **{k: v.astype(np.uint32) for k, v in counts.items()},
             "scalars": np.array([self.loss, self.count, self.w_loss, self.w_count], np.float64),
         }
 
     def load_state(self, s: dict[str, np.ndarray]) -> None:
-        self.pos, self.neg = s["pos"].copy(), s["neg"].copy()
-        self.w_pos, self.w_neg = s["w_pos"].copy(), s["w_neg"].copy()
+        self.pos, self.neg = s["pos"].astype(np.int64), s["neg"].astype(np.int64)
+        self.w_pos, self.w_neg = s["w_pos"].astype(np.int64), s["w_neg"].astype(np.int64)
         loss, count, w_loss, w_count = s["scalars"].tolist()
         self.loss, self.count, self.w_loss, self.w_count = loss, int(count), w_loss, int(w_count)
 

@@ -29,7 +29,7 @@ import numpy as np
 from freshet.config import ModelConfig, SlotConfig, TrainConfig
 from freshet.topics import ExampleBatch
 from udfs.evaluation import ProgressiveEval
-from udfs.pooling import pool_sum, scatter_sum
+from udfs.pooling import pool_sum, scatter_sum, unique_inverse
 
 _NO_IDS = np.zeros(0, np.int64)
 
@@ -194,7 +194,7 @@ class Trainer:
                 all_ids, all_offsets = slots[s]
                 ids = all_ids[all_offsets[a] : all_offsets[b]]
                 offsets = all_offsets[a : b + 1] - all_offsets[a]
-            uniq, inverse = np.unique(ids, return_inverse=True)
+            uniq, inverse = unique_inverse(ids)
             rows = self.tables.pull(slot.name, uniq, now)
             pooled[:, s] = pool_sum(rows, inverse, offsets)
             index.append((uniq, inverse, offsets))
