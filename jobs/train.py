@@ -36,7 +36,9 @@ def build(
     from pyflink.common import WatermarkStrategy
 
     shards = cfg.train.parallelism
-    extra = {"execution.state-recovery.path": from_checkpoint} if from_checkpoint else None
+    extra = {"python.fn-execution.bundle.time": str(cfg.train.bundle_time_ms)}
+    if from_checkpoint:
+        extra["execution.state-recovery.path"] = from_checkpoint
     env = stream_environment(cfg, job_name, parallelism=shards, extra=extra)
     env.set_max_parallelism(MAX_PARALLELISM)  # udfs.routing's key -> subtask map needs it
     keys = shard_keys(shards)
