@@ -87,13 +87,15 @@ class JoinerConfig:
     negative_sample_rate: float = 1.0  # fraction of negatives kept; positives always kept
     # Event timestamps further than this from the broker timestamp are dead-lettered.
     max_clock_skew_s: float = 7 * 24 * 3600.0
-    batch_size: int = 512  # examples per message on the examples topic
-    # The joiner closes a batch this often (processing time) even if it is not full.
+    # A message on the examples topic holds the examples of one shard (hash of the
+    # request id) that reached the batching in one batch_interval (ingestion time).
+    batch_shards: int = 16
     batch_interval_ms: int = 200
-    # A source partition without records for this long stops holding back the watermark.
-    # 0 (off): measured, 10 s let backpressured partitions be marked idle, and the
-    # watermark ran ahead of them (MovieLens replay: 142 of 55,375 positives matched).
-    idle_timeout_s: float = 0.0
+    # Online only: a source partition without records for this long stops holding back
+    # the watermark (else one idle partition stalls every negative). Bounded runs never
+    # use it: there, 10 s let backpressured partitions be marked idle, the watermark ran
+    # ahead of them, and 76k actions went unmatched (MovieLens replay). 0: off.
+    idle_timeout_s: float = 30.0
     # How long (processing time) after an impression's window a redelivered copy of it
     # is still recognised as a duplicate; bounds the deduplication state (state TTL).
     dedupe_retention_s: float = 600.0

@@ -40,17 +40,46 @@ if TYPE_CHECKING:
     from pyflink.table import StatementSet, StreamTableEnvironment, TableResult
 
 JOINER_SQL = ("tables.sql", "parse.sql", "join.sql", "output.sql", "insert.sql")
-# After output.sql: this view is re-read with a fresh processing-time attribute.
-BRIDGE = ("joiner_output", "joiner_output_pt")
+# After a file's statements: (view, new view, time attribute), see _bridge.
+BRIDGES = {
+    "parse.sql": (
+        ("features_checked", "features_parsed", "rowtime"),
+        ("actions_checked", "actions_parsed", "rowtime"),
+    ),
+    "output.sql": (("joiner_output", "joiner_output_pt", "ingest"),),
+}
 # How far the batching's ingestion-time watermark trails the wall clock.
 INGEST_WATERMARK_DELAY_S = 0.2
 PASSTHROUGH_SQL = ("passthrough.sql",)
 JOB_NAME = "freshet-join"
 
-# A slots object as JSON_QUERY prints it: {"name":[1,-2],...} with integer IDs only
-# (hashed IDs fill int64: up to 19 digits).
-_IDS = r"\[(-?[0-9]{1,19}(,-?[0-9]{1,19})*)?\]"
-SLOTS_REGEX = rf'^\{{\}}$|^\{{"[^"\\]*":{_IDS}(,"[^"\\]*":{_IDS})*\}}$'
+# Pieces of the regular expressions that check a record's canonical JSON text (what
+# JSON_QUERY prints: keys sorted, no spaces; see parse.sql). Possessive quantifiers
+# (*+, ++) keep Java's regex engine iterative: the greedy forms recurse per repetition
+# and overflow the stack on a long string or ID list (measured: 200,000 IDs).
+_STR = r'"(?:[^"\\]++|\\.)*+"'  # a JSON string, quotes included
+_INT = r"-?[0-9]{1,19}"  # TRY_CAST to BIGINT then rejects what is out of range
+_IDS = rf"\[(?:{_INT}(?:,{_INT})*+)?\]"
+SLOTS_REGEX = rf"\{{(?:{_STR}:{_IDS}(?:,{_STR}:{_IDS})*+)?\}}"  # {"slot":[1,-2],...}
+_V = r'(?:,"v":1)?'  # the schema version is optional and must be 1
+# Groups: 1 item_id, 2 request_id (JSON-quoted), 3 slots, 4 ts, 5 user_id.
+IMPRESSION_REGEX = (
+    rf'^\{{"item_id":({_INT}),"request_id":({_STR}),"slots":({SLOTS_REGEX}),'
+    rf'"ts":({_INT}),"user_id":({_INT}){_V}\}}$'
+)
+# Groups: 1 action, 2 item_id, 3 request_id (JSON-quoted), 4 ts, 5 user_id.
+ACTION_REGEX = (
+    rf'^\{{"action":"({"|".join(ACTION_TYPES)})","item_id":({_INT}),'
+    rf'"request_id":({_STR}),"ts":({_INT}),"user_id":({_INT}){_V}\}}$'
+)
+# The values of the listed top-level keys of a canonical document, in key order (a
+# slot's value is a list, which none of the alternatives matches). Used only on a
+# document that IMPRESSION_REGEX or ACTION_REGEX has already accepted.
+_VALUE = rf"(?:{_STR}|{_INT}|{SLOTS_REGEX})"
+IMPRESSION_VALUES_REGEX = rf'(?:^\{{|,)"(?:item_id|request_id|slots|ts|user_id)":({_VALUE})'
+ACTION_VALUES_REGEX = rf'(?:^\{{|,)"(?:action|item_id|request_id|ts|user_id)":({_VALUE})'
+# `ts` in the raw record, for the watermark (tables.sql); parse.sql verifies it.
+TS_REGEX = r'"ts"\s*:\s*(-?[0-9]{1,19})\s*[,}]'
 
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _SPLIT = re.compile(r";[ \t]*$", re.MULTILINE)
@@ -145,14 +174,70 @@ def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME)
         "max_clock_skew": sql_interval(j.max_clock_skew_s),
         "negative_sample_rate": repr(float(j.negative_sample_rate)),
         "negatives_kept_per_million": str(round(j.negative_sample_rate * 1_000_000)),
-        "batch_size": str(j.batch_size),
+        "batch_shards": str(j.batch_shards),
         "batch_interval": sql_interval(j.batch_interval_ms / 1000),
-        # A few shards per subtask so that the batching spreads over all of them.
-        "batch_shards": str(4 * cfg.flink.parallelism),
-        "slots_regex": SLOTS_REGEX.replace("'", "''"),
-        "action_types": ", ".join(_quote(a) for a in ACTION_TYPES),
-        "action_types_text": "/".join(ACTION_TYPES),
+        "ts_regex": _sql_str(TS_REGEX),
+        "impression_regex": _sql_str(IMPRESSION_REGEX),
+        "action_regex": _sql_str(ACTION_REGEX),
+        "impression_values_regex": _sql_str(IMPRESSION_VALUES_REGEX),
+        "action_values_regex": _sql_str(ACTION_VALUES_REGEX),
+        "impression_reason": _reason(IMPRESSION_FIELDS),
+        "action_reason": _reason(ACTION_FIELDS),
+        # One 0/1 column per action type (freshet.topics.ACTION_TYPES).
+        "action_columns": "\n".join(
+            f"  CASE WHEN action = {_quote(a)} THEN 1 ELSE 0 END AS `{a}`," for a in ACTION_TYPES
+        ),
+        "action_json": "\n".join(
+            f"    || ',\"{a}\":' || CAST(`{a}` AS STRING)" for a in ACTION_TYPES
+        ),
     }
+
+
+# Field -> kind, in the order a diagnosis checks them (parse.sql's `reason`).
+IMPRESSION_FIELDS = (("request_id", "string"), ("item_id", "int"), ("user_id", "int"),
+                     ("ts", "int"), ("slots", "slots"))
+ACTION_FIELDS = (("request_id", "string"), ("item_id", "int"), ("user_id", "int"),
+                 ("ts", "int"), ("action", "action"))
+
+
+def _sql_str(text: str) -> str:
+    """Text for inside a SQL string literal."""
+    return text.replace("'", "''")
+
+
+def _reason(fields: tuple[tuple[str, str], ...]) -> str:
+    """A SQL CASE naming the first invalid field of ``payload`` (a JSON object).
+
+    Only records that failed the fast check are diagnosed, so this may parse the
+    record once per field. JSON_QUERY's CONDITIONAL ARRAY WRAPPER keeps the JSON type
+    (``[7]`` for a number, ``["7"]`` for a string), which the patterns then check.
+    """
+
+    def q(name: str) -> str:
+        return f"COALESCE(JSON_QUERY(payload, '$.{name}' WITH CONDITIONAL ARRAY WRAPPER), '')"
+
+    checks = [(f"NOT REGEXP({q('v')}, '^(\\[1\\])?$')", "v: unsupported schema version")]
+    for name, kind in fields:
+        if kind == "string":
+            checks.append((f"NOT REGEXP({q(name)}, '^\\[\"')", f"{name}: missing or not a string"))
+        elif kind == "int":
+            checks.append((
+                f"TRY_CAST(REGEXP_EXTRACT({q(name)}, '^\\[({_INT})\\]$', 1) AS BIGINT) IS NULL",
+                f"{name}: missing or not a 64-bit integer",
+            ))
+        elif kind == "slots":
+            checks.append((
+                f"NOT REGEXP(COALESCE(JSON_QUERY(payload, '$.slots'), ''), "
+                f"'^{_sql_str(SLOTS_REGEX)}$')",
+                "slots: missing, or not an object of integer ID lists",
+            ))
+        elif kind == "action":
+            checks.append((
+                f"NOT REGEXP({q(name)}, '^\\[\"({'|'.join(ACTION_TYPES)})\"\\]$')",
+                f"action: missing or not one of {'/'.join(ACTION_TYPES)}",
+            ))
+    whens = "\n      ".join(f"WHEN {cond} THEN '{why}'" for cond, why in checks)
+    return f"CASE\n      {whens}\n      ELSE 'malformed record'\n    END"
 
 
 def render(text: str, params: Mapping[str, str]) -> str:
@@ -188,30 +273,50 @@ def load_sql(
     ]
 
 
-def _with_processing_time(t_env: StreamTableEnvironment, view: str, new_view: str) -> None:
-    """Register ``new_view`` = ``view`` plus ``pt AS PROCTIME()``, as an append-only table.
+def _bridge(t_env: StreamTableEnvironment, view: str, new_view: str, time: str) -> None:
+    """Register ``new_view``: ``view`` turned into a Java DataStream and back.
 
-    Flink 2.0.2's planner treats keep-first deduplication as an updating operator
-    (although it only ever emits inserts), and SQL cannot add a processing-time
-    attribute after it. A round trip through a Java DataStream (no Python per row)
-    fixes both. It is one plan: everything upstream of ``view`` is translated here.
+    No Python runs per row. The round trip is a boundary for the SQL optimizer, which
+    otherwise copies a view into each of its consumers: parsing ran once per branch
+    (join input, dead letters) and the one FULL join became a LEFT and a FULL join.
+    It also makes Flink 2.0.2 accept keep-first deduplication as append-only (its
+    planner calls it updating although it only inserts). ``time`` is the new view's
+    time attribute:
+
+    - ``"rowtime"``: ``view``'s ``rowtime``, watermarks unchanged;
+    - ``"ingest"``: a new ``pt``, ingestion time with a watermark INGEST_WATERMARK_DELAY_S
+      behind it, for batching: unlike processing-time windows, event-time windows on it
+      are flushed by the final watermark of a bounded run.
     """
     from pyflink.table import Schema
+    from pyflink.table.expressions import col
 
     table = t_env.from_path(view)
+    fields = zip(table.get_schema().get_field_names(),
+                 table.get_schema().get_field_data_types(), strict=True)
+    out = Schema.new_builder()
     schema = Schema.new_builder()
-    for name, dtype in zip(table.get_schema().get_field_names(),
-                           table.get_schema().get_field_data_types(), strict=True):
-        schema = schema.column(name, dtype)
-    # Ingestion time, not PROCTIME(): event-time windows on it are flushed by the final
-    # watermark of a bounded run, processing-time windows are dropped at end of input.
-    schema = (
-        schema.column_by_expression("pt", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))")
-        .watermark("pt", f"pt - {sql_interval(INGEST_WATERMARK_DELAY_S)}")
-        .build()
-    )
-    appended = t_env.from_data_stream(t_env.to_changelog_stream(table), schema)
-    t_env.create_temporary_view(new_view, appended)
+    if time == "rowtime":
+        # The event time travels as the DataStream record timestamp, not as a column
+        # (a metadata column, which must come last).
+        fields = [(n, t) for n, t in fields if n != "rowtime"]
+        for name, dtype in fields:
+            out = out.column(name, dtype)
+            schema = schema.column(name, dtype)
+        out = out.column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
+        schema = schema.column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)").watermark(
+            "rowtime", "SOURCE_WATERMARK()"
+        )
+        table = table.select(*[col(n) for n, _ in fields], col("rowtime"))
+        stream = t_env.to_changelog_stream(table, out.build())
+    else:
+        for name, dtype in fields:
+            schema = schema.column(name, dtype)
+        schema = schema.column_by_expression(
+            "pt", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))"
+        ).watermark("pt", f"pt - {sql_interval(INGEST_WATERMARK_DELAY_S)}")
+        stream = t_env.to_changelog_stream(table)
+    t_env.create_temporary_view(new_view, t_env.from_data_stream(stream, schema.build()))
 
 
 def state_ttl_ms(cfg: Config) -> int:
@@ -232,7 +337,8 @@ def build(
     t_env = table_environment(env)
     conf = t_env.get_config()
     conf.set("pipeline.name", job_name)
-    if cfg.joiner.idle_timeout_s > 0:  # 0: an idle partition holds the watermark back
+    # Idleness online only (config.py says why); a bounded run's partitions all end.
+    if bounds is None and cfg.joiner.idle_timeout_s > 0:
         conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
     conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg)} ms")
     stmt_set = t_env.create_statement_set()
@@ -242,8 +348,9 @@ def build(
             stmt_set.add_insert_sql(stmt)
         else:
             t_env.execute_sql(stmt)
-        if name == "output.sql" and (i + 1 == len(loaded) or loaded[i + 1][0] != name):
-            _with_processing_time(t_env, *BRIDGE)
+        if i + 1 == len(loaded) or loaded[i + 1][0] != name:  # the file's last statement
+            for view, new_view, time in BRIDGES.get(name, ()):
+                _bridge(t_env, view, new_view, time)
     return t_env, stmt_set
 
 
@@ -298,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config-json", help="the config as JSON (what `freshet join` passes)")
     p.add_argument("--bounded", action="store_true", help="stop at the topics' current ends")
+    p.add_argument("--explain", action="store_true", help="print the plan, do not run")
     args = p.parse_args(argv)
     if args.config_json:
         cfg = Config.from_json(Path(args.config_json).read_text())
@@ -306,6 +414,11 @@ def main(argv: list[str] | None = None) -> None:
     bounds = current_bounds(cfg) if args.bounded else None
     if bounds is not None:
         print(f"joining up to offsets {json.dumps(bounds.stop)}", flush=True)
+    if args.explain:
+        from pyflink.table.explain_detail import ExplainDetail
+
+        print(build(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
+        return
     run(cfg, bounds)
 
 

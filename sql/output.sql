@@ -1,29 +1,33 @@
--- Everything the joiner writes, as one stream of ready-made JSON messages:
--- examples (one JSON object each, batched in insert.sql) and dead letters.
+-- Everything the joiner writes, as one stream of ready-made JSON messages: examples
+-- (one JSON object each, batched in insert.sql) and dead letters.
 --
--- Flink 2.0.2's planner takes the keep-first deduplication in join.sql for an updating
--- operator (it only ever inserts), and no time attribute survives it, but batching
--- needs one. So jobs/join.py turns this view into a DataStream and back (Java only,
--- no Python per row) as `joiner_output_pt`, append-only, adding `pt`: ingestion time
--- with a watermark (processing-time windows would be dropped at the end of a bounded
--- run). One view for both kinds keeps the sources and joins in a single plan.
+-- jobs/join.py passes this view through a Java DataStream (no Python per row) as
+-- `joiner_output_pt`: append-only (Flink 2.0.2's planner calls the keep-first
+-- deduplication in join.sql updating, which a window rejects, although it only ever
+-- inserts), plus `pt`, the ingestion time with a watermark, for the batching.
 CREATE TEMPORARY VIEW joiner_output AS
 SELECT
-  'example' AS kind,
-  '{"request_id":' || JSON_STRING(request_id)
+  kind,
+  CASE WHEN kind = 'example' THEN
+    '{"request_id":' || JSON_STRING(request_id)
     || ',"item_id":' || CAST(item_id AS STRING)
     || ',"user_id":' || CAST(user_id AS STRING)
     || ',"ts":' || CAST(ts AS STRING)
     || ',"label":' || CAST(label AS STRING)
-    || ',"click":' || CAST(click AS STRING)
-    || ',"like":' || CAST(`like` AS STRING)
-    || ',"finish":' || CAST(finish AS STRING)
+${action_json}
     || ',"sample_rate":' || CAST(sample_rate AS STRING)
     || ',"slots":' || slots  -- validated JSON object text (parse.sql)
-    || '}' AS message,
+    || '}'
+  ELSE JSON_OBJECT(
+    'v' VALUE 1,
+    'source' VALUE 'actions',
+    'reason' VALUE 'unmatched action: no impression with this request_id and item_id within the window',
+    'payload' VALUE action_payload,
+    'ts' VALUE UNIX_TIMESTAMP() * 1000
+  ) END AS message,
   -- Spreads the batching over the parallel subtasks.
   MOD(ABS(HASH_CODE(request_id)), ${batch_shards}) AS shard
-FROM examples
+FROM outcomes
 UNION ALL
 SELECT
   'dead_letter' AS kind,
@@ -35,8 +39,4 @@ SELECT
     'ts' VALUE UNIX_TIMESTAMP() * 1000
   ) AS message,
   0 AS shard
-FROM (
-  SELECT source, reason, payload FROM bad_input
-  UNION ALL
-  SELECT source, reason, payload FROM orphan_actions
-);
+FROM bad_input;

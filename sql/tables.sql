@@ -1,28 +1,28 @@
--- Kafka tables of the online joiner (and of the passthrough baseline).
+-- Kafka tables of the online joiner.
 --
 -- jobs/join.py fills in the ${...} placeholders from the one config (freshet.toml);
 -- everything else here is plain Flink SQL, to read and edit.
 --
--- Sources use the `raw` format (the whole record value as one STRING): a JSON decoder
--- would skip malformed records silently, this way every record reaches parse.sql,
--- which sends the bad ones to the dead-letter topic with a reason.
+-- Sources use the `raw` format (the whole record value as one STRING): Flink's json
+-- format would skip malformed records silently; this way every record reaches
+-- parse.sql, which sends the bad ones to the dead-letter topic with a reason.
+--
+-- Event time is the record's `ts` if that is within max_clock_skew of the broker
+-- timestamp, else the broker timestamp: a missing or absurd `ts` (dead-lettered in
+-- parse.sql) must not drag the watermark to 1970 or to the year 3000. `ts` is found
+-- with a regular expression, which is several times cheaper than parsing the JSON
+-- here; parse.sql checks it against the parsed document and dead-letters a mismatch.
 
 -- Impressions: features logged at serving time, one per (request_id, item_id) shown.
 CREATE TEMPORARY TABLE features_raw (
   payload STRING,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
-  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
-  -- Event time is the record's `ts` if that is within max_clock_skew of the broker
-  -- timestamp, else the broker timestamp: a missing or absurd `ts` (dead-lettered in
-  -- parse.sql) must not drag the watermark to 1970 or to the year 3000.
   rowtime AS CASE
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)
+    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
          BETWEEN kafka_ts - ${max_clock_skew} AND kafka_ts + ${max_clock_skew}
-    THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)
+    THEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
     ELSE kafka_ts
   END,
-  pt AS PROCTIME(),
   WATERMARK FOR rowtime AS rowtime - ${out_of_orderness}
 ) WITH (
   'connector' = 'kafka',
@@ -36,15 +36,12 @@ CREATE TEMPORARY TABLE features_raw (
 CREATE TEMPORARY TABLE actions_raw (
   payload STRING,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
-  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   rowtime AS CASE
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)
+    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
          BETWEEN kafka_ts - ${max_clock_skew} AND kafka_ts + ${max_clock_skew}
-    THEN TO_TIMESTAMP_LTZ(TRY_CAST(JSON_VALUE(payload, '$.ts') AS BIGINT), 3)
+    THEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
     ELSE kafka_ts
   END,
-  pt AS PROCTIME(),
   WATERMARK FOR rowtime AS rowtime - ${out_of_orderness}
 ) WITH (
   'connector' = 'kafka',
