@@ -20,6 +20,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -77,14 +78,36 @@ def span_rate(events: int, stamps: list[int]) -> float:
     return events / span if span > 0 else 0.0
 
 
-def checkpoint_bytes(cfg: Config) -> int:
-    """Size of the newest retained checkpoint's files (RocksDB, incremental)."""
-    root = cfg.path(cfg.flink.checkpoint_dir)
-    chks = sorted(root.glob("*/chk-*"), key=lambda p: p.stat().st_mtime)
-    if not chks:
-        return 0
-    job = chks[-1].parent
-    return sum(f.stat().st_size for f in job.rglob("*") if f.is_file())
+class CheckpointWatch(threading.Thread):
+    """Remembers the size of the newest completed checkpoint while a job runs.
+
+    A bounded job deletes its checkpoints when it finishes, so the size is sampled
+    during the run: the files of the job's checkpoint directory (with incremental
+    RocksDB checkpoints and one retained, ``shared/`` holds exactly the SST files the
+    newest checkpoint references) once a ``chk-N/_metadata`` exists.
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(daemon=True)
+        self.root, self.bytes, self.checkpoints = root, 0, 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.5):
+            try:
+                done = sorted(self.root.glob("*/chk-*/_metadata"), key=lambda p: p.stat().st_mtime)
+                if done:
+                    job = done[-1].parent.parent
+                    chks = list(job.glob("chk-*"))
+                    size = sum(f.stat().st_size for d in [job / "shared", job / "taskowned",
+                               done[-1].parent] if d.exists() for f in d.rglob("*") if f.is_file())
+                    self.bytes, self.checkpoints = size, max(self.checkpoints, len(chks))
+            except FileNotFoundError:  # deleted while we looked
+                continue
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 def benchmark(cfg: Config, bad: int) -> dict[str, object]:
@@ -100,9 +123,12 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
     print(f"passthrough: {len(copied)} records in {time.time() - t0:.1f}s", file=sys.stderr)
 
     after_copy = kafka.end_offsets(cfg, cfg.topics.name("examples"))
+    watch = CheckpointWatch(cfg.path(cfg.flink.checkpoint_dir))
+    watch.start()
     t0 = time.time()
     run(cfg, bounds, files=JOINER_SQL)
     wall = time.time() - t0
+    watch.stop()
     batches = outputs(cfg, "examples", after_copy)
     dead = outputs(cfg, "dead_letters", {})
     labels = [float(x) for _, v in batches for x in ExampleBatch.from_json(v).label]
@@ -126,7 +152,8 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
         "passthrough_events_per_s": round(passthrough_rate),
         "parallelism": cfg.flink.parallelism,
         "negative_sample_rate": cfg.joiner.negative_sample_rate,
-        "checkpoint_bytes": checkpoint_bytes(cfg),
+        # The newest checkpoint taken during the replay (none if it ran < 1 interval).
+        "checkpoint_bytes": watch.bytes,
     }
 
 

@@ -89,6 +89,19 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
+    from jobs.join import current_bounds, run, submit
+
+    cluster = args.cluster or cfg.flink.cluster
+    if cluster:  # the same job file, submitted unchanged (detached)
+        return submit(cfg, cluster, bounded=args.bounded)
+    bounds = current_bounds(cfg) if args.bounded else None
+    if bounds is not None:
+        print(f"joining up to offsets {bounds.stop}", flush=True)
+    run(cfg, bounds)
+    return 0
+
+
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     from jobs.serve import main as serve
 
@@ -165,6 +178,16 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--snapshot", help="model output dir (default: <work_dir>/snapshots/replay)")
     rp.add_argument("--from-snapshot", help="start from an earlier replay's model")
     rp.set_defaults(func=cmd_replay)
+    jn = sub.add_parser("join", help="run the online joiner: impressions + actions -> examples")
+    jn.add_argument(
+        "--bounded", action="store_true", help="stop at the input topics' current ends (replay)"
+    )
+    jn.add_argument(
+        "--cluster", metavar="HOST:PORT", default="",
+        help="submit to this Flink cluster's REST address (default: flink.cluster, else the "
+        "embedded mini-cluster)",
+    )
+    jn.set_defaults(func=cmd_join)
     sv = sub.add_parser("serve", help="run the ranking server (applies params deltas live)")
     sv.add_argument("--port", type=int, default=None, help="default: serving.port")
     sv.set_defaults(func=cmd_serve)

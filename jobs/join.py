@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -395,10 +396,14 @@ def submit(cfg: Config, rest: str, bounded: bool = False) -> int:
     flink = pyflink_lib().parent / "bin" / "flink"
     conf = Path(tempfile.mkdtemp(prefix="freshet-join-")) / "config.json"
     conf.write_text(cfg.to_json())
+    root = Path(__file__).resolve().parents[1]
     cmd = [str(flink), "run", "-d", "-m", rest, "-pyexec", sys.executable,
            "-pyclientexec", sys.executable, "-py", str(Path(__file__).resolve()),
            "--config-json", str(conf)] + (["--bounded"] if bounded else [])
-    return subprocess.run(cmd, check=False).returncode
+    # The client runs this file, which imports freshet: put the checkout on its path.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    return subprocess.run(cmd, check=False, env=env).returncode
 
 
 def main(argv: list[str] | None = None) -> None:
