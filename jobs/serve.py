@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import itertools
 import logging
 import os
@@ -28,7 +27,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,20 +98,10 @@ class Status(BaseModel):
 
 # -- the process -----------------------------------------------------------------------
 def numpy_forward() -> Forward:
-    """The trainer's NumPy forward (``udfs/models/numpy_forward.py``), loaded by path.
+    """The trainer's NumPy forward: serving scores without TensorFlow."""
+    from udfs.models import numpy_forward as forward
 
-    Importing it as ``udfs.models.numpy_forward`` would run the package's
-    ``__init__``, which imports Keras and TensorFlow (seconds, hundreds of MB);
-    serving needs none of that.
-    """
-    spec = importlib.util.find_spec("udfs")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package udfs not found")
-    path = Path(spec.submodule_search_locations[0]) / "models" / "numpy_forward.py"
-    mod_spec = importlib.util.spec_from_file_location("freshet_serving_numpy_forward", path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module.numpy_forward
+    return forward
 
 
 class NoModel(RuntimeError):
