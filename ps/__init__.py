@@ -3,7 +3,7 @@
 Start with :class:`EmbeddingCollection`; ``docs/ps.md`` explains the design.
 """
 
-from ps.batch import SlotRows, from_batch, to_batch
+from ps.batch import SlotRows, from_batch, from_ipc, to_batch, to_ipc
 from ps.collection import EmbeddingCollection
 from ps.filters import AdmissionFilter, CountMinSketch
 from ps.optimizers import FTRL, SGD, Adagrad, make_optimizer
@@ -25,6 +25,8 @@ __all__ = [
     "SlotRows",
     "Table",
     "from_batch",
+    "from_ipc",
     "make_optimizer",
     "to_batch",
+    "to_ipc",
 ]

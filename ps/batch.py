@@ -128,3 +128,18 @@ def from_batch(batch: pa.RecordBatch) -> Iterator[SlotRows]:
             deleted=ids[gone],
             state=_matrix(batch.column("state").take(take)) if has_state else None,
         )
+
+
+def to_ipc(batch: pa.RecordBatch) -> bytes:
+    """A record batch as Arrow IPC stream bytes (the one serialisation Freshet uses)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.RecordBatch:
+    """The record batch written by :func:`to_ipc` (batches of one stream are combined)."""
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)

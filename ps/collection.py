@@ -27,7 +27,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +109,12 @@ class EmbeddingCollection:
             )
         return to_batch(parts, with_optimizer_state)
 
-    def apply(self, delta: pa.RecordBatch) -> None:
-        """Serving side: upsert embeddings (optimizer state ignored), drop deleted rows."""
+    def apply(self, delta: pa.RecordBatch, with_optimizer_state: bool = False) -> None:
+        """Upsert rows and drop deleted rows, without marking them touched.
+
+        Serving applies embeddings only. A trainer restoring its checkpoint passes
+        ``with_optimizer_state=True`` to take the ``state`` column too.
+        """
         for part in from_batch(delta):
             s = self._slot(part.slot)
             if len(part.deleted):
@@ -118,7 +122,39 @@ class EmbeddingCollection:
             if len(part.ids):
                 if part.values.shape[1] != s.dim:
                     raise ValueError(f"{part.slot}: values have {part.values.shape[1]} != dim")
-                s.upsert(part.ids, part.values, part.stamps)
+                values = part.values
+                if with_optimizer_state:
+                    if part.state is None:
+                        raise ValueError(f"{part.slot}: the delta has no optimizer state")
+                    values = np.hstack([part.values, part.state])
+                s.upsert(part.ids, values, part.stamps)
+
+    def iter_rows(self, max_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Every live row with its optimizer state, in batches of at most ``max_rows``
+        (chunked checkpoints; :meth:`apply` with ``with_optimizer_state`` reads them)."""
+        for part in self._live_parts():
+            for a in range(0, len(part.ids), max_rows):
+                b = slice(a, a + max_rows)
+                yield to_batch([SlotRows(part.slot, part.ids[b], part.values[b],
+                                         part.stamps[b], part.deleted, part.state[b])],
+                               with_state=True)
+
+    def _live_parts(self) -> list[SlotRows]:
+        parts = []
+        for name, s in self.slots.items():
+            ids, values, stamps = s.dump()
+            parts.append(SlotRows(name, ids, values[:, : s.dim], stamps,
+                                  np.empty(0, np.int64), values[:, s.dim :]))
+        return parts
+
+    def init_state(self) -> dict[str, dict]:
+        """Each slot's row-initialiser RNG state (JSON-able), so a restored trainer
+        creates the same new rows as the one it replaces."""
+        return {name: s.init_rng.bit_generator.state for name, s in self.slots.items()}
+
+    def set_init_state(self, state: dict[str, dict]) -> None:
+        for name, st in state.items():
+            self._slot(name).init_rng.bit_generator.state = st
 
     # -- snapshots -----------------------------------------------------------------
     def snapshot(self, path: str | Path) -> None:
@@ -127,11 +163,8 @@ class EmbeddingCollection:
         path.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "backend": self.backend, "hashed_rows": self.hashed_rows,
                 "seed": self.seed, "slots": {}}
-        parts = []
+        parts = self._live_parts()
         for k, (name, s) in enumerate(self.slots.items()):
-            ids, values, stamps = s.dump()
-            parts.append(SlotRows(name, ids, values[:, : s.dim], stamps,
-                                  np.empty(0, np.int64), values[:, s.dim :]))
             sketch, filter_meta = s.filter.state()
             np.save(path / f"sketch-{k}.npy", sketch, allow_pickle=False)
             meta["slots"][name] = {

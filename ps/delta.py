@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ps.batch import to_ipc
+
 _PREFIX = "freshet.delta."
 _HEADROOM = 1024  # bytes kept free in each part for the schema metadata
 
@@ -95,16 +97,9 @@ def message_key(model_id: str, shard: int, kind: str) -> bytes:
     return f"{model_id}/{kind}/{shard}".encode()
 
 
-def _ipc(batch: pa.RecordBatch) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as w:
-        w.write_batch(batch)
-    return sink.getvalue().to_pybytes()
-
-
 def _split(batch: pa.RecordBatch, limit: int) -> list[pa.RecordBatch]:
     """Consecutive slices of ``batch`` whose IPC encoding fits ``limit`` bytes."""
-    if batch.num_rows == 0 or len(_ipc(batch)) <= limit:
+    if batch.num_rows == 0 or len(to_ipc(batch)) <= limit:
         return [batch]
     if batch.num_rows == 1:
         raise ValueError(f"one row needs more than {limit} bytes; raise max_part_bytes")
@@ -121,7 +116,7 @@ def _encode(
     for i, piece in enumerate(slices):
         part_meta = dataclasses.replace(meta, part=i, parts=len(slices))
         schema = piece.schema.with_metadata(part_meta.to_metadata())
-        out.append((key, _ipc(pa.RecordBatch.from_arrays(piece.columns, schema=schema))))
+        out.append((key, to_ipc(pa.RecordBatch.from_arrays(piece.columns, schema=schema))))
     return out
 
 

@@ -17,11 +17,10 @@ import numpy as np
 
 from freshet.config import Config
 from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError
-from ps import EmbeddingCollection
+from ps import EmbeddingCollection, from_ipc, to_ipc
 from ps.delta import encode_dense, encode_sparse
 from udfs.param_sync import SparseBuffer, Versions
 from udfs.shard_state import StateStore, pack_meta, unpack_meta
-from udfs.table_io import apply_rows, dump_rows, from_ipc, rng_state, set_rng_state, to_ipc
 from udfs.trainer import Trainer
 
 JOB = "train"
@@ -198,12 +197,12 @@ class ShardWorker:
         extra = {
             "log_len": self.log_len, "synced_len": self.synced_len, "window": self.window,
             "watermark_ms": self.watermark_ms, "sparse_seq": self.versions.sparse,
-            "dense_seq": self.versions.dense, "rng": rng_state(self.trainer.tables),
+            "dense_seq": self.versions.dense, "rng": self.trainer.tables.init_state(),
         }
         self.state.put_meta(pack_meta(self.trainer.dense_state(), extra))
 
     def _compact(self) -> None:
-        chunks = [to_ipc(b) for b in dump_rows(self.trainer.tables)]
+        chunks = [to_ipc(b) for b in self.trainer.tables.iter_rows()]
         self.state.replace_log(chunks)
         self.log_len = self.synced_len = len(chunks)
 
@@ -214,7 +213,7 @@ class ShardWorker:
         entries = 0
         for i, blob in enumerate(self.state.log()):
             rows = from_ipc(blob)
-            apply_rows(tables, rows)
+            tables.apply(rows, with_optimizer_state=True)
             if i >= extra["synced_len"]:
                 self.sparse.add(rows)  # touched after the last sync: still to be sent
             entries += 1
@@ -222,7 +221,7 @@ class ShardWorker:
             raise RuntimeError(f"shard {self.shard}: log has {entries} entries, meta says "
                                f"{extra['log_len']}")
         tables.drain_delta()  # restored rows are not news
-        set_rng_state(tables, extra["rng"])
+        tables.set_init_state(extra["rng"])
         self.log_len, self.synced_len = extra["log_len"], extra["synced_len"]
         self.window, self.watermark_ms = extra["window"], extra["watermark_ms"]
         self.versions = Versions(extra["sparse_seq"], extra["dense_seq"])
