@@ -6,12 +6,9 @@ STAMP := $(VENV)/.freshet-installed
 
 .PHONY: install demo test test-slow lint bench clean
 
-$(STAMP): requirements/lock.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip==24.3.1
-	$(PY) -m pip install -q -r requirements/lock.txt
-	$(PY) -m pip install -q --no-deps -e .
-	$(PY) -m freshet.connector
+# scripts/install.sh is the one install script (docker/Dockerfile runs it too).
+$(STAMP): requirements/lock.txt pyproject.toml scripts/install.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
 	@touch $(STAMP)
 
 install: $(STAMP)

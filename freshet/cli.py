@@ -127,6 +127,39 @@ def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.submit import SubmitError, submit, submit_replay
+
+    cluster = args.cluster or cfg.flink.cluster
+    if not cluster:
+        print("freshet submit: give --cluster HOST:PORT (or set flink.cluster)", file=sys.stderr)
+        return 2
+    try:
+        if args.job == "replay":
+            from jobs.replay import parse_time
+
+            snapshot = args.snapshot or str(cfg.path(cfg.train.snapshot_dir) / "replay")
+            done, manifest = submit_replay(cfg, cluster, parse_time(args.from_time),
+                                           parse_time(args.to_time), snapshot,
+                                           args.from_snapshot, args.pyexec)
+            print(f"replay job {done.job_id} trained {manifest['messages']} messages; "
+                  f"model in {snapshot}")
+            return 0
+        job_args = ["--bounded"] if args.job == "join" and args.bounded else []
+        if args.job == "train":
+            for flag, value in (("--from-snapshot", args.from_snapshot),
+                                ("--from-checkpoint", args.from_checkpoint)):
+                if value:
+                    job_args += [flag, value]
+        done = submit(cfg, args.job, cluster, job_args, args.pyexec)
+    except SubmitError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    print(f"submitted {args.job} to {cluster}: job {done.job_id} "
+          f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+    return 0
+
+
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.demo import run_demo
 
@@ -188,6 +221,20 @@ def parser() -> argparse.ArgumentParser:
         "embedded mini-cluster)",
     )
     jn.set_defaults(func=cmd_join)
+    sm = sub.add_parser("submit", help="submit join, train or replay to a Flink cluster")
+    sm.add_argument("job", choices=["join", "train", "replay"])
+    sm.add_argument("--cluster", metavar="HOST:PORT", default="",
+                    help="the cluster's REST address (default: flink.cluster)")
+    sm.add_argument("--pyexec", default=sys.executable,
+                    help="Python on the TaskManagers, with the project installed "
+                    "(default: this one; the Docker image has the same path)")
+    sm.add_argument("--bounded", action="store_true", help="join: stop at the topics' ends")
+    sm.add_argument("--from-snapshot", help="train/replay: start from a replay's model")
+    sm.add_argument("--from-checkpoint", help="train: restore this retained checkpoint")
+    sm.add_argument("--from", dest="from_time", help="replay: ISO time or epoch ms")
+    sm.add_argument("--to", dest="to_time", help="replay: ISO time or epoch ms, exclusive")
+    sm.add_argument("--snapshot", help="replay: model output dir, shared with the cluster")
+    sm.set_defaults(func=cmd_submit)
     sv = sub.add_parser("serve", help="run the ranking server (applies params deltas live)")
     sv.add_argument("--port", type=int, default=None, help="default: serving.port")
     sv.set_defaults(func=cmd_serve)
