@@ -52,6 +52,17 @@ BRIDGES = {
 # How far the batching's ingestion-time watermark trails the wall clock.
 INGEST_WATERMARK_DELAY_S = 0.2
 PASSTHROUGH_SQL = ("passthrough.sql",)
+# On top of freshet.flink's settings. The interval join's RocksDB state dominates the
+# joiner's CPU (docs/joiner.md); these cut it by roughly a quarter in our runs (noisy,
+# shared machine): bloom filters answer the many lookups of absent keys (every new
+# impression), small memtables keep the delete tombstones that seeks wade through
+# few, and the mini-cluster's default managed memory (RocksDB's cache) is small. A
+# standalone cluster takes taskmanager.memory.* from its own configuration.
+JOINER_FLINK_SETTINGS = {
+    "state.backend.rocksdb.use-bloom-filter": "true",
+    "state.backend.rocksdb.writebuffer.size": "4mb",
+    "taskmanager.memory.managed.size": "512m",
+}
 JOB_NAME = "freshet-join"
 
 # Pieces of the regular expressions that check a record's canonical JSON text (what
@@ -334,7 +345,7 @@ def build(
     job_name: str = JOB_NAME,
 ) -> tuple[StreamTableEnvironment, StatementSet]:
     """Create the tables and views of ``files`` and collect their INSERTs in one set."""
-    env = stream_environment(cfg, job_name)
+    env = stream_environment(cfg, job_name, extra=JOINER_FLINK_SETTINGS)
     t_env = table_environment(env)
     conf = t_env.get_config()
     conf.set("pipeline.name", job_name)
