@@ -5,7 +5,7 @@ Examples
 >>> ts = np.array([0, 1000, 2000, 3000]) ; labels = np.array([0, 1, 0, 1])
 >>> starts, aucs, counts = auc_over_time(ts, np.array([0.1, 0.9, 0.2, 0.8]), labels, 2.0)
 >>> starts.tolist(), aucs.tolist(), counts.tolist()
-[[0.0, 2000.0], [1.0, 1.0], [2, 2]]
+([0.0, 2000.0], [1.0, 1.0], [2, 2])
 >>> mean_std([0.5, 0.7])
 {'mean': 0.6, 'std': 0.1, 'n': 2}
 """
