@@ -166,6 +166,14 @@ def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     return run_demo(cfg)
 
 
+def cmd_experiment(cfg: Config, args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(f"experiments.{args.name}")
+    module.main(args.args)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="freshet", description=__doc__)
     p.add_argument("--config", default="freshet.toml", help="TOML config file (if it exists)")
@@ -200,6 +208,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults").set_defaults(
         func=cmd_demo
     )
+    ex = sub.add_parser(
+        "experiment", help="run one of the paper's experiments in-process (docs/results.md)"
+    )
+    ex.add_argument("name", choices=["hashing", "sync", "filters", "drift"])
+    ex.add_argument("args", nargs=argparse.REMAINDER, help="passed on, e.g. --seeds 1")
+    ex.set_defaults(func=cmd_experiment)
     tr = sub.add_parser("train", help="train online from the examples topic (Flink job)")
     tr.add_argument("--from-snapshot", help="start from a replay's model, after its last message")
     tr.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
