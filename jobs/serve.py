@@ -27,11 +27,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -51,17 +52,22 @@ log = logging.getLogger("freshet.serve")
 
 
 # -- API schema ------------------------------------------------------------------------
+# IDs are 64-bit like everywhere downstream (a larger one was a 500: NumPy overflow);
+# -2**63 marks an empty slot in the ps tables (also a 500 before).
+ID = Annotated[int, Field(ge=-(2**63) + 1, le=2**63 - 1)]
+
+
 class Candidate(BaseModel):
-    item_id: int
-    slots: dict[str, list[int]] = Field(
+    item_id: ID
+    slots: dict[str, list[ID]] = Field(
         default_factory=dict,
         description="Item features: slot -> IDs. Empty: {'item_id': [item_id]}.",
     )
 
 
 class RankRequest(BaseModel):
-    user_id: int
-    user_slots: dict[str, list[int]] = Field(
+    user_id: ID
+    user_slots: dict[str, list[ID]] = Field(
         default_factory=dict,
         description="User features: slot -> IDs. Empty: {'user_id': [user_id]}.",
     )
@@ -314,6 +320,16 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(server.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own handler echoes each error's input: a 500 for a body that is not
+        # UTF-8 (found by tests/reliability/test_fuzz_serving.py), and up to the whole
+        # body reflected back. Say where and what, not the input.
+        errors = [{"type": e.get("type"), "loc": [str(x) if not isinstance(x, int) else x
+                                                  for x in e.get("loc", ())],
+                   "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        return _json({"detail": errors}, 422)
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> Response:

@@ -1,0 +1,131 @@
+"""``freshet submit`` against a standalone Flink cluster started from the pip install,
+and ``kill -9`` of a TaskManager mid-stream.
+
+The training job is submitted to a real session cluster (:mod:`freshet.cluster`: one
+JobManager, TaskManagers as separate JVMs, checkpoints on a local dir they share).
+Once the job has trained part of a paced stream and completed a checkpoint, the
+TaskManager JVM is SIGKILLed and a fresh one started; Flink notices the lost
+TaskManager, restores the job from its last checkpoint on the new one, and the
+trainer's ledger must end at exactly the input: every example once (count and
+order-free fingerprint of request IDs), none twice.
+
+Slow (~3-5 min): ``.venv/bin/python -m pytest -q -s -m slow tests/reliability/test_cluster.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freshet import kafka
+from freshet.cluster import StandaloneCluster
+from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig
+from freshet.submit import submit
+from freshet.topics import Example, encode_examples
+from udfs.trainer import Ledger
+
+MESSAGES, PER_MESSAGE = 80, 200
+TOTAL = MESSAGES * PER_MESSAGE
+
+
+def batches() -> list[list[Example]]:
+    rng = np.random.default_rng(7)
+    return [[Example(f"c{m}-{i}", int(rng.integers(50)), int(rng.integers(30)), m * 1000 + i,
+                     int(rng.random() < 0.4),
+                     slots={"user_id": [int(rng.integers(30))], "item_id": [int(rng.integers(50))]})
+             for i in range(PER_MESSAGE)] for m in range(MESSAGES)]
+
+
+def trained_reports(cfg: Config) -> list[dict]:
+    msgs = kafka.read(cfg, cfg.topics.name("metrics"), idle_s=0.5)
+    return [m for m in (json.loads(x.value()) for x in msgs)
+            if m["name"] in ("trained_examples", "restored_examples")]
+
+
+def wait_until(what, timeout_s: float, why: str, cluster: StandaloneCluster):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = what()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out: {why}; logs in {cluster.log_dir}"
+        time.sleep(1.0)
+
+
+@pytest.mark.slow
+def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
+    cfg: Config, tmp_path: Path
+) -> None:
+    with StandaloneCluster(tmp_path / "cluster", slots=2).start(taskmanagers=1) as cluster:
+        cfg = dataclasses.replace(
+            cfg,
+            model=ModelConfig(kind="deepfm", hidden=[16],
+                              slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id")]),
+            train=TrainConfig(micro_batch=64, eval_window=1000, compact_every=16),
+            sync=SyncConfig(sparse_sync_interval_s=0.5),
+            flink=dataclasses.replace(cfg.flink, checkpoint_interval_ms=1000,
+                                      checkpoint_dir=str(cluster.checkpoints)),
+        )
+        data = batches()
+        producer = kafka.producer(cfg)
+
+        def produce(first: int, last: int, pause_s: float) -> None:
+            for m in range(first, last):
+                producer.produce(cfg.topics.name("examples"), encode_examples(data[m]),
+                                 partition=m % 4)
+                producer.flush(5)
+                time.sleep(pause_s)
+
+        def trained() -> int:
+            return max([r["value"] for r in trained_reports(cfg)
+                        if r["name"] == "trained_examples"], default=0)
+
+        produce(0, 10, 0.0)
+        t0 = time.monotonic()
+        job = submit(cfg, "train", cluster.rest, ["--start", "0:0,1:0,2:0,3:0"]).job_id
+        print(f"\nsubmitted {job} in {time.monotonic() - t0:.1f}s")
+        wait_until(lambda: trained() >= 1000, 240, "first examples trained", cluster)
+        paced = threading.Thread(target=produce, args=(10, MESSAGES, 0.25), daemon=True)
+        paced.start()
+
+        def checkpointed() -> bool:
+            counts = cluster.get(f"/jobs/{job}/checkpoints")["counts"]
+            return counts["completed"] >= 2 and trained() >= 5000
+
+        wait_until(checkpointed, 180, "a checkpoint after 5000 examples", cluster)
+        assert paced.is_alive(), "the stream ended before the kill"
+        killed_at = trained()
+        pid = cluster.kill_taskmanager(0)
+        t_kill = time.monotonic()
+        cluster.add_taskmanager()
+        print(f"killed TaskManager pid {pid} after {killed_at} examples reported")
+
+        expected = Ledger()
+        for b in data:
+            expected.add([e.request_id for e in b])
+
+        def finished() -> list[dict]:
+            return [r for r in trained_reports(cfg)
+                    if r["name"] == "trained_examples" and r["value"] >= TOTAL]
+
+        done = wait_until(finished, 300, "all examples trained after the restart", cluster)
+        recovered_s = time.monotonic() - t_kill
+        paced.join()
+        reports = trained_reports(cfg)
+        restores = [r for r in reports if r["name"] == "restored_examples"]
+        info = cluster.job(job)
+        cluster.cancel(job)
+
+    print(f"job {info['state']}; restored {[r['value'] for r in restores]} examples from the "
+          f"checkpoint; all {TOTAL} trained {recovered_s:.1f}s after the kill")
+    assert restores, "the job was not restored from a checkpoint"
+    assert all(0 < r["value"] < TOTAL for r in restores)
+    # None trained twice: the ledger restarts from the checkpoint's count, never above.
+    assert max(r["value"] for r in reports if r["name"] == "trained_examples") == TOTAL
+    assert done[0]["labels"]["fingerprint"] == str(expected.fingerprint)  # none lost
