@@ -35,7 +35,7 @@ CROSS JOIN UNNEST(ARRAY[
   REGEXP_EXTRACT_ALL(doc, '${impression_values_regex}', 1)
 ]) AS f (vals);
 
-CREATE TEMPORARY VIEW features_checked AS
+CREATE TEMPORARY VIEW features_validated AS
 SELECT
   payload, rowtime,
   JSON_UNQUOTE(vals[2]) AS request_id,
@@ -53,6 +53,14 @@ SELECT
     ELSE ${impression_reason}
   END AS reason
 FROM features_fields;
+
+-- Only dead letters need an impression's payload: dropping it from valid ones saves
+-- converting it in jobs/join.py's bridge.
+CREATE TEMPORARY VIEW features_checked AS
+SELECT
+  CASE WHEN reason IS NULL THEN CAST(NULL AS STRING) ELSE payload END AS payload,
+  rowtime, request_id, item_id, user_id, ts, slots, reason
+FROM features_validated;
 
 CREATE TEMPORARY VIEW actions_fields AS
 SELECT

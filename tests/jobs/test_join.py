@@ -200,7 +200,7 @@ def test_join_emits_every_known_outcome(cfg: Config) -> None:
     reasons = Counter(d["reason"].split(":")[0] for d in dead)
     expected_dead = s.dead + Counter({} if racy_positive else {UNMATCHED: 1})
     assert reasons == expected_dead
-    assert all(d["payload"] is None or isinstance(d["payload"], str) for d in dead)
+    assert all(isinstance(d["payload"], str) and d["payload"] for d in dead)
     assert {d["source"] for d in dead} == {"features", "actions"}
     # The raw payload is carried verbatim.
     assert any(d["payload"] == "not json" for d in dead)
