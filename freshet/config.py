@@ -36,6 +36,9 @@ class KafkaConfig:
     # Passed verbatim to every client (librdkafka and Flink's Kafka connector), e.g.
     # {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", ...}.
     client: dict[str, str] = field(default_factory=dict)
+    # Only for Flink's Java client, on top of `client`: its names differ for SASL and TLS
+    # (sasl.jaas.config, ssl.truststore.*) and librdkafka rejects unknown keys.
+    java_client: dict[str, str] = field(default_factory=dict)
     # tansu's group join waits about session.timeout.ms / 2; 6 s keeps it near 3 s.
     session_timeout_ms: int = 6000
 

@@ -160,7 +160,7 @@ def kafka_source(
         .set_property("session.timeout.ms", str(cfg.kafka.session_timeout_ms))
         .set_property("commit.offsets.on.checkpoint", "true")
     )
-    for k, v in cfg.kafka.client.items():
+    for k, v in {**cfg.kafka.client, **cfg.kafka.java_client}.items():
         builder = builder.set_property(k, v)
     if start is not None:
         builder = builder.set_starting_offsets(offsets(start))
@@ -194,6 +194,6 @@ def kafka_sink(cfg: Config, topic: str, binary: bool = False) -> object:
         )
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     )
-    for k, v in cfg.kafka.client.items():
+    for k, v in {**cfg.kafka.client, **cfg.kafka.java_client}.items():
         builder = builder.set_property(k, v)
     return builder.build()

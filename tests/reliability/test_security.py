@@ -24,6 +24,10 @@ UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "cloudpickle", "dill", "marsha
 SECURITY = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
             "sasl.username": "freshet", "sasl.password": "secret",
             "ssl.ca.location": "/etc/ssl/certs/ca.pem"}
+# Java client names (Flink's connectors): librdkafka rejects sasl.jaas.config outright.
+JAVA = {"sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule "
+        'required username="freshet" password="secret";',
+        "ssl.truststore.type": "PEM", "ssl.truststore.location": "/etc/ssl/certs/ca.pem"}
 
 
 def unsafe_calls(tree: ast.AST) -> list[str]:
@@ -87,7 +91,8 @@ def security_config() -> Config:
 
     return load_config(path=None, environ={
         "FRESHET__KAFKA__BOOTSTRAP": "127.0.0.1:1",
-        "FRESHET__KAFKA__CLIENT": json.dumps(SECURITY)})
+        "FRESHET__KAFKA__CLIENT": json.dumps(SECURITY),
+        "FRESHET__KAFKA__JAVA_CLIENT": json.dumps(JAVA)})
 
 
 def test_kafka_security_settings_reach_librdkafka_and_flink_sql() -> None:
@@ -96,7 +101,8 @@ def test_kafka_security_settings_reach_librdkafka_and_flink_sql() -> None:
 
     cfg = security_config()
     assert cfg.kafka.client == SECURITY  # from one environment variable (or freshet.toml)
-    assert SECURITY.items() <= client_config(cfg).items()  # producers, consumers, admin
+    conf = client_config(cfg)  # producers, consumers, admin
+    assert SECURITY.items() <= conf.items() and not set(JAVA) & set(conf)
     params = sql_params(cfg)
     for options in (params["source_options"], params["sink_options"]):
         for k, v in SECURITY.items():
@@ -126,7 +132,7 @@ def test_kafka_security_settings_reach_flink_datastream_connectors() -> None:
     source = java_props(kafka_source(cfg, "examples", "g", binary=True), "props")
     sink = java_props(kafka_sink(cfg, "params", binary=True), "kafkaProducerConfig")
     for props in (source, sink):
-        assert SECURITY.items() <= props.items(), props
+        assert {**SECURITY, **JAVA}.items() <= props.items(), props
 
 
 # -- serving ---------------------------------------------------------------------------
