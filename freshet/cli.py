@@ -6,8 +6,12 @@ import argparse
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from freshet.config import Config, load_config
+
+if TYPE_CHECKING:
+    from freshet.guard import TopicGuard
 
 
 def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
@@ -98,8 +102,25 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     bounds = current_bounds(cfg) if args.bounded else None
     if bounds is not None:
         print(f"joining up to offsets {bounds.stop}", flush=True)
+    guard = _guard(cfg, "join", ["features", "actions", "examples", "dead_letters"])
+    guard.save()
+    guard.start()
     run(cfg, bounds)
+    guard.stop()
     return 0
+
+
+def _guard(cfg: Config, job: str, topics: list[str]) -> TopicGuard:
+    """A topic guard that ends this process (the mini-cluster runs inside it)."""
+    import os
+
+    from freshet.guard import EXIT_CODE, TopicGuard
+
+    def stop(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+        os._exit(EXIT_CODE)  # Flink's execute() blocks this thread's siblings: no unwinding
+
+    return TopicGuard(cfg, job, topics, stop)
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
@@ -109,10 +130,25 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.guard import EXIT_CODE, TopicsReset
     from jobs.train import run
 
-    return run(cfg, from_snapshot=args.from_snapshot, from_checkpoint=args.from_checkpoint,
+    guard = None
+    if not cfg.flink.cluster:  # on a cluster the job outlives this process
+        guard = _guard(cfg, "train", ["examples", "params", "metrics"])
+        if args.from_checkpoint:
+            try:
+                guard.check_recorded()
+            except TopicsReset as e:
+                print(e, file=sys.stderr)
+                return EXIT_CODE
+        guard.save()
+        guard.start()
+    code = run(cfg, from_snapshot=args.from_snapshot, from_checkpoint=args.from_checkpoint,
                stop=args.stop)
+    if guard is not None:
+        guard.stop()
+    return code
 
 
 def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
