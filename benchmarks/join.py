@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from freshet.config import Config, load_config
 from freshet.produce import movielens
 from freshet.produce.sender import send
 from freshet.topics import Action, ExampleBatch
-from jobs.join import JOINER_SQL, PASSTHROUGH_SQL, Bounds, keeps_negative, run
+from jobs.join import JOINER_SQL, PASSTHROUGH_SQL, Bounds, build, keeps_negative, run
 
 BAD_RECORDS = (b"not json", b'{"request_id": "x", "item_id": "7"}', b"[1, 2]")
 
@@ -157,10 +158,59 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
     }
 
 
+# Cumulative stages of the joiner for --stages: (SQL files, queries into a blackhole).
+# Sinks are blackholes, so the stages measure reading and processing, not writing.
+STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "read": (PASSTHROUGH_SQL, ()),
+    "parse": (JOINER_SQL[:2], ("SELECT reason FROM features_parsed",
+                               "SELECT reason FROM actions_parsed")),
+    "join": (JOINER_SQL[:3], ("SELECT kind FROM joined",)),
+    "dedup": (JOINER_SQL[:3], ("SELECT kind FROM first_rows",)),
+    "all": (JOINER_SQL, ()),
+}
+
+
+def jvm_cpu_s() -> float:
+    """CPU seconds used so far by this process's child JVMs (the mini-cluster).
+
+    Under contention from other work on the machine this moves less than wall time.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and (child / "exe").resolve().name == "java":
+            total += (int(stat[11]) + int(stat[12])) / tick
+    return total
+
+
+def stages(cfg: Config, bad: int) -> list[dict[str, object]]:
+    """Run each cumulative stage over the same replay; net runtime and JVM CPU."""
+    events, _, _ = produce(cfg, bad)
+    bounds = Bounds(
+        stop={t: kafka.end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
+    )
+    out = []
+    for name, (files, queries) in STAGES.items():
+        _, stmt_set = build(cfg, bounds, files, f"stage-{name}", blackhole=True,
+                            queries=queries)
+        cpu = jvm_cpu_s()
+        result = stmt_set.execute().get_job_client().get_job_execution_result().result()
+        row = {"stage": name, "events": events, "net_s": result.get_net_runtime() / 1000,
+               "jvm_cpu_s": round(jvm_cpu_s() - cpu, 1)}
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        out.append(row)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sample-rate", type=float, default=1.0, help="negative sampling rate")
     p.add_argument("--bad", type=int, default=500, help="malformed records per topic")
+    p.add_argument("--stages", action="store_true", help="profile cumulative stages instead")
     args = p.parse_args(argv)
     base = load_config(path=None)  # FRESHET__... variables still apply
     with (
@@ -176,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         )
         kafka.create_topics(cfg)
-        result = benchmark(cfg, args.bad)
+        result = {"stages": stages(cfg, args.bad)} if args.stages else benchmark(cfg, args.bad)
     print(json.dumps(result))
 
 
