@@ -74,7 +74,10 @@ def colliding_share(coll: EmbeddingCollection, slot: str, ids: np.ndarray) -> fl
 
 
 def label(fraction: float | None) -> str:
-    return "collisionless" if fraction is None else f"hashed_1/{round(1 / fraction)}"
+    """``collisionless``, ``hashed_1/4`` (a quarter as many rows as IDs), ``hashed_8x``."""
+    if fraction is None:
+        return "collisionless"
+    return f"hashed_{fraction:g}x" if fraction >= 1 else f"hashed_1/{round(1 / fraction)}"
 
 
 def run(seeds: int = 3, fractions: Sequence[float] = FRACTIONS, limit: int = 0,

@@ -197,9 +197,9 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    from freshet.demo import run_demo
+    from freshet.demo import DemoOptions, run_demo
 
-    return run_demo(cfg)
+    return run_demo(cfg, DemoOptions(rate=args.rate, limit=args.limit))
 
 
 def cmd_experiment(cfg: Config, args: argparse.Namespace) -> int:
@@ -241,13 +241,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("smoke", help="run the smoke job over the features topic").set_defaults(
         func=cmd_smoke
     )
-    sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults").set_defaults(
-        func=cmd_demo
-    )
+    dm = sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults")
+    dm.add_argument("--rate", type=float, default=2000.0, help="replay pace, events/s")
+    dm.add_argument("--limit", type=int, default=0, help="replay the first N ratings (0: all)")
+    dm.set_defaults(func=cmd_demo)
     ex = sub.add_parser(
         "experiment", help="run one of the paper's experiments in-process (docs/results.md)"
     )
-    ex.add_argument("name", choices=["hashing", "sync", "filters", "drift"])
+    ex.add_argument("name", choices=["hashing", "sync", "filters", "drift", "join_order"])
     ex.add_argument("args", nargs=argparse.REMAINDER, help="passed on, e.g. --seeds 1")
     ex.set_defaults(func=cmd_experiment)
     tr = sub.add_parser("train", help="train online from the examples topic (Flink job)")

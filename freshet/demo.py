@@ -1,44 +1,341 @@
-"""``make demo``: the whole loop on the embedded defaults.
+"""``make demo``: the whole loop on the embedded broker, live figures, then a report.
 
-Stages that later issues add (joiner, trainer, serving) plug in here; today it runs
-broker -> topics -> MovieLens replay -> smoke job, and stops everything it started.
+1. start the embedded broker and create the topics;
+2. start the server, the joiner and the trainer (``jobs.serve``, ``jobs.join``,
+   ``jobs.train``: what ``freshet serve|join|train`` run) as child processes
+   (:mod:`freshet.supervise`: own process group, log file each);
+3. replay MovieLens-100K as a serving log (impressions + clicks/likes) at ``rate``
+   events/s while polling the trainer's metrics and the server every ``poll_s``:
+   events/s, progressive AUC, end-to-end freshness, served rows, ranking latency
+   (:mod:`freshet.demo_watch`);
+4. once the served model stops changing, rank 100 movies for one user on the live
+   server and show the top ten;
+5. stop every child and the broker (also on Ctrl-C or a failure, showing the failing
+   child's log tail) and write ``<work_dir>/demo/report.md`` with PNG plots
+   (:mod:`freshet.demo_report`).
+
+The children get the demo's configuration as ``FRESHET__SECTION__KEY`` variables
+(:func:`config_env`): the MovieLens DeepFM slots, a dense sync every 10 s (default
+10 min) so the server scores with a trained model within the demo, and no logging of
+the demo's own ranking requests as impressions (their wall-clock timestamps would
+move the joiner's event time 28 years past the replay).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import signal
+import sys
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from freshet.broker import EmbeddedBroker
+import numpy as np
+
+from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config
+from freshet.demo_report import DemoRun, write_report
+from freshet.demo_watch import MetricsTail, Sample, SendLog, http
+from freshet.supervise import Service, ServiceError
 
 
-def run_demo(cfg: Config) -> int:
-    from freshet import kafka
+@dataclass(frozen=True)
+class DemoOptions:
+    rate: float = 2000.0  # events/s the replay is paced at (the joiner's pace here)
+    limit: int = 0  # ratings to replay; 0: all 100,000
+    poll_s: float = 1.0
+    settle_s: float = 20.0  # the served watermark unchanged this long ends the run
+    max_wait_s: float = 240.0  # at most this long after the replay
+    ready_timeout_s: float = 180.0
+    candidates: int = 100
+
+
+def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path) -> Config:
+    """The children's config: ``cfg`` with the demo's broker, port, model and syncs."""
+    from experiments.common import movielens_model
+
+    return dataclasses.replace(
+        cfg, work_dir=str(state_dir),
+        kafka=dataclasses.replace(cfg.kafka, bootstrap=bootstrap),
+        flink=dataclasses.replace(cfg.flink, parallelism=1),
+        model=movielens_model(),
+        sync=dataclasses.replace(cfg.sync, sparse_sync_interval_s=1.0,
+                                 dense_sync_interval_s=10.0),
+        train=dataclasses.replace(cfg.train, parallelism=1, eval_window=2000),
+        serving=dataclasses.replace(cfg.serving, port=port, log_impressions=False),
+    )
+
+
+def config_env(cfg: Config) -> dict[str, str]:
+    """Every setting of ``cfg`` as ``FRESHET__SECTION__KEY`` variables.
+
+    Examples
+    --------
+    >>> env = config_env(Config())
+    >>> env["FRESHET__WORK_DIR"], env["FRESHET__FLINK__PARALLELISM"]
+    ('.freshet', '2')
+    >>> from freshet.config import load_config
+    >>> load_config(path=None, environ=env) == Config()
+    True
+    """
+    env = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            name = "FRESHET__" + key.upper() + (f"__{sub.upper()}" if sub else "")
+            if isinstance(v, bool):
+                env[name] = str(v).lower()
+            elif isinstance(v, list | dict):
+                env[name] = json.dumps(v)
+            else:
+                env[name] = str(v)
+    return env
+
+
+def services(cfg: Config, log_dir: Path) -> list[Service]:
+    """The server, joiner and trainer with ``cfg`` in their environment.
+
+    Started by the job modules' entry points, which ``freshet serve|join|train`` run
+    on the mini-cluster too (the CLI adds guards for long-lived deployments).
+    """
+    env = config_env(cfg)
+    return [Service(name, [sys.executable, "-m", f"jobs.{name}"], log_dir, env)
+            for name in ("serve", "join", "train")]
+
+
+def movie_titles() -> dict[int, str]:
+    import csv
+
+    from freshet.data.movielens import ensure_ml100k
+
+    with open(ensure_ml100k() / "ml-100k.item", encoding="latin-1", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    return {int(r[0]): r[1] for r in rows}
+
+
+def rank_request(user: int, ratings: list, items: list[int]) -> dict[str, Any]:
+    """A ranking request for ``user`` over ``items``, with their MovieLens features."""
+    slots = next(r.slots for r in ratings if r.user_id == user)
+    genres = {r.item_id: r.slots["genre"] for r in ratings}
+    return {"user_id": user, "demote": False,
+            "user_slots": {k: slots[k] for k in ("user_id", "gender", "age", "occupation")},
+            "candidates": [{"item_id": i, "slots": {"item_id": [i], "genre": genres[i]}}
+                           for i in items]}
+
+
+def run_demo(cfg: Config, opts: DemoOptions | None = None) -> int:
+    """Run the demo; returns the exit code (0: the loop worked and the report is written)."""
+    from freshet.data.movielens import load_ratings
+
+    opts = opts or DemoOptions()
+    t0 = time.monotonic()
+    root = cfg.path("demo")
+    state, logs = root / "state", root / "logs"
+    shutil.rmtree(state, ignore_errors=True)  # a fresh broker: old checkpoints don't apply
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    ratings = load_ratings()
+    ratings = ratings[: opts.limit] if opts.limit else ratings
+    run = DemoRun(logs=str(logs))
+    code = 1
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    print(f"[demo] replaying {len(ratings):,} MovieLens ratings through broker, joiner, "
+          f"trainer and server; logs in {logs}", flush=True)
+    with EmbeddedBroker(log_path=logs / "tansu.log") as broker:
+        dcfg = demo_config(cfg, broker.bootstrap, free_port(), state)
+        procs = services(dcfg, logs)
+        tail = MetricsTail(dcfg)
+        try:
+            code = _loop(dcfg, procs, tail, ratings, opts, run, t0)
+        except KeyboardInterrupt:
+            print("\n[demo] interrupted: stopping everything", flush=True)
+            code = 130
+        except ServiceError as e:
+            print(f"[demo] a process failed: {e}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            tail.stop_event.set()
+            for svc in reversed(procs):
+                run.stats[f"stop_{svc.name}"] = _stopped(svc.stop())
+            print("[demo] stopped: " + ", ".join(
+                f"{s.name} ({run.stats[f'stop_{s.name}']})" for s in procs) + ", broker",
+                flush=True)
+            signal.signal(signal.SIGTERM, previous)
+    run.stats["wall_s"] = time.monotonic() - t0
+    if run.samples:
+        report = write_report(root, run)
+        print(f"[demo] report: {report} ({run.stats['wall_s']:.0f} s)", flush=True)
+    return code
+
+
+def _stopped(code: int | None) -> str:
+    """How a child ended: SIGTERM (asked to stop), SIGKILL (had to be killed), ..."""
+    if code is None:
+        return "not started"
+    return f"{signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _check(procs: list[Service]) -> None:
+    for svc in procs:
+        if not svc.running:
+            code = svc.process.returncode if svc.process else "?"
+            raise ServiceError(f"{svc.name} exited ({code}); log tail:\n{svc.log_tail(30)}")
+
+
+def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
+          opts: DemoOptions, run: DemoRun, t0: float) -> int:
+    from freshet.kafka import create_topics
     from freshet.produce import movielens
     from freshet.produce.sender import send
-    from jobs.smoke import build
 
-    t0 = time.monotonic()
-    log = cfg.path("logs/tansu.log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_path=log) as broker:
-        cfg = dataclasses.replace(
-            cfg, kafka=dataclasses.replace(cfg.kafka, bootstrap=broker.bootstrap)
-        )
-        print(f"[demo] embedded broker at {broker.bootstrap}", flush=True)
-        kafka.create_topics(cfg)
-        print("[demo] topics created; replaying MovieLens-100K", flush=True)
-        stats = send(cfg, movielens.events())
-        stop = kafka.end_offsets(cfg, cfg.topics.name("features"))
-        print("[demo] running the smoke job on the Flink mini-cluster", flush=True)
-        build(cfg, stop=stop).execute("freshet-smoke")
-        checked = sum(1 for _ in kafka.read(cfg, cfg.topics.name("metrics")))
-        dead = sum(1 for _ in kafka.read(cfg, cfg.topics.name("dead_letters")))
-        print(
-            f"[demo] impressions={stats.impressions} actions={stats.actions} "
-            f"checked_by_flink={checked} dead_letters={dead} "
-            f"total_s={time.monotonic() - t0:.1f}",
-            flush=True,
-        )
-        return 0 if checked == stats.impressions else 1
+    create_topics(cfg)
+    print(f"[demo] broker {cfg.kafka.bootstrap}, topics created; starting serve, join, train",
+          flush=True)
+    for svc in procs:
+        svc.start()
+    port = cfg.serving.port
+    while http(port, "/healthz")[0] == 0:  # the server answers (a model comes later)
+        _check(procs)
+        if time.monotonic() - t0 > opts.ready_timeout_s:
+            raise ServiceError(f"serve: no answer after {opts.ready_timeout_s}s:\n"
+                               f"{procs[0].log_tail()}")
+        time.sleep(0.5)
+    print(f"[demo] server up on port {port} after {time.monotonic() - t0:.0f}s; "
+          f"replaying at {opts.rate:,.0f} events/s", flush=True)
+    tail.t0 = t0
+    tail.start()
+    sent = SendLog()
+    stats: dict[str, Any] = {}
+
+    def produce() -> None:
+        try:
+            s = send(cfg, movielens.events(ratings), rate=opts.rate, progress=None,
+                     on_event=lambda ev: sent.record(ev.ts))
+            stats.update(impressions=s.impressions, actions=s.actions,
+                         events_per_s=s.events_per_s)
+        except Exception as e:  # noqa: BLE001 - reported by the main loop
+            stats["error"] = repr(e)
+
+    producer = threading.Thread(target=produce, daemon=True, name="producer")
+    producer.start()
+    users = _heavy_users(ratings)
+    rng = np.random.default_rng(0)
+    items = sorted({r.item_id for r in ratings})
+    last_mark, last_change, replay_end = None, time.monotonic(), None
+    prev = (0, time.monotonic(), 0.0)
+    rank_ms: list[float] = []
+    while True:
+        time.sleep(opts.poll_s)
+        _check(procs)
+        if "error" in stats:
+            raise ServiceError(f"producer failed: {stats['error']}")
+        now = time.monotonic()
+        _, status = http(port, "/status")
+        status = status if isinstance(status, dict) else {}
+        mark = status.get("watermark_ms")
+        fresh = None
+        if mark is not None and mark != last_mark:
+            # Sampled when the served watermark moves: an idle stream has no freshness.
+            sent_at = sent.sent_at(mark)
+            fresh = max(0.0, now - sent_at) if sent_at is not None else None
+            last_mark, last_change = mark, now
+        ms = None
+        if status.get("ready"):
+            user = int(rng.choice(users))
+            cands = [int(x) for x in rng.choice(items, opts.candidates, replace=False)]
+            t = time.perf_counter()
+            code, _ = http(port, "/rank", rank_request(user, ratings, cands))
+            if code == 200:
+                ms = (time.perf_counter() - t) * 1000
+                rank_ms.append(ms)
+        w = tail.latest()
+        trained = w.get("trained")
+        sample = Sample(now - t0, sent.count, (sent.count - prev[0]) / (now - prev[1]),
+                        trained, w.get("cumulative_auc"),
+                        sum(status["rows"].values()) if status.get("rows") else None,
+                        status.get("table_version"), fresh, ms)
+        if trained is not None and prev[2] is not None and trained != prev[2]:
+            sample.extra["trained_per_s"] = (trained - prev[2]) / (now - prev[1])
+        prev = (sent.count, now, trained if trained is not None else prev[2])
+        run.samples.append(sample)
+        print(sample.line(), flush=True)
+        if replay_end is None and not producer.is_alive():
+            replay_end = now
+            print(f"[demo] replay done: {stats.get('impressions', 0):,} impressions, "
+                  f"{stats.get('actions', 0):,} actions; waiting for the model to settle",
+                  flush=True)
+        if replay_end is not None and (now - last_change >= opts.settle_s
+                                       or now - replay_end >= opts.max_wait_s):
+            break
+    run.windows = list(tail.windows)
+    run.stats.update(stats, rate=opts.rate, rows=run.samples[-1].serving_rows,
+                     ready_s=_ready_s(run.samples),
+                     rank_p50_ms=round(float(np.median(rank_ms)), 1) if rank_ms else None)
+    _final_ranking(port, ratings, users[0], run, opts.candidates)
+    run.server_metrics = _server_metrics(port)
+    return 0 if run.windows and run.top_items else 1
+
+
+def _heavy_users(ratings: list) -> list[int]:
+    """Users by number of ratings, most first."""
+    ids, counts = np.unique([r.user_id for r in ratings], return_counts=True)
+    return [int(u) for u in ids[np.argsort(-counts, kind="stable")]]
+
+
+def _ready_s(samples: list[Sample]) -> float | None:
+    ready = [s.t for s in samples if s.rank_ms is not None]
+    return round(ready[0], 1) if ready else None
+
+
+def _final_ranking(port: int, ratings: list, user: int, run: DemoRun, n: int) -> None:
+    """Rank ``n`` movies for ``user`` (those they rated, then others) and keep the top 10."""
+    titles = movie_titles()
+    mine = {r.item_id: r.rating for r in ratings if r.user_id == user}
+    others = [i for i in sorted({r.item_id for r in ratings}) if i not in mine]
+    rng = np.random.default_rng(1)
+    half = min(n // 2, len(mine))
+    cands = [int(i) for i in rng.choice(sorted(mine), half, replace=False)]
+    cands += [int(i) for i in rng.choice(others, n - half, replace=False)]
+    code, out = http(port, "/rank", rank_request(user, ratings, cands))
+    if code != 200:
+        print(f"[demo] ranking request failed: {code} {out}", flush=True)
+        return
+    run.user = {"user_id": user, "ratings": len(mine)}
+    run.top_items = [{"item_id": it["item_id"], "title": titles.get(it["item_id"], "?"),
+                      "score": it["score"], "rating": mine.get(it["item_id"])}
+                     for it in out["items"][:10]]
+    print(f"[demo] top 10 of {n} movies for user {user} ({len(mine)} ratings; half the "
+          "candidates are movies they rated):", flush=True)
+    for i, it in enumerate(run.top_items):
+        rating = f"rated {it['rating']}" if it["rating"] else "not rated"
+        print(f"  {i + 1:2d}. {it['title'][:50]:50s} {it['score']:.3f}  ({rating})", flush=True)
+
+
+def _server_metrics(port: int) -> dict[str, Any]:
+    """A few of the server's Prometheus figures (means of its histograms)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, text = http(port, "/metrics")
+    if code != 200 or not isinstance(text, str):
+        return {}
+    out: dict[str, Any] = {}
+    for fam in text_string_to_metric_families(text):
+        sums = {s.name: s.value for s in fam.samples if s.name.endswith(("_sum", "_count"))}
+        total = sum(v for k, v in sums.items() if k.endswith("_count"))
+        if fam.type == "histogram" and total and fam.name in (
+                "freshet_serving_delta_lag_seconds", "freshet_serving_request_seconds"):
+            mean = sum(v for k, v in sums.items() if k.endswith("_sum")) / total
+            out[f"{fam.name} mean"] = f"{mean:.4f} s over {total:.0f}"
+        if fam.name in ("freshet_serving_updates", "freshet_serving_table_bytes"):
+            for smp in fam.samples:
+                if not smp.name.endswith("_created"):
+                    out[f"{smp.name}{smp.labels or ''}"] = smp.value
+    return out
