@@ -57,8 +57,8 @@ def describe_reset(job: str, before: dict[str, str | None], now: dict[str, str |
     --------
     >>> describe_reset("train", {"t": "A"}, {"t": "A"})
     ''
-    >>> describe_reset("train", {"t": "A"}, {"t": None}).split(":")[0]
-    'freshet train: the broker lost topic t (deleted)'
+    >>> describe_reset("train", {"t": "A"}, {"t": None}).split(":")[1]
+    ' the broker lost topic t (deleted)'
     """
     changed = {t: (before[t], now.get(t)) for t in before if now.get(t) != before[t]}
     if not changed:

@@ -58,8 +58,8 @@ def flink_command(
     Examples
     --------
     >>> cmd = flink_command(Path("/c.json"), "join", "h:8081", ["--bounded"], "/py")
-    >>> cmd[1:5], cmd[-4:]
-    (['run', '-d', '-m', 'h:8081'], ['join.py', '--config-json', '/c.json', '--bounded'])
+    >>> cmd[1:5], Path(cmd[-4]).name, cmd[-3:]
+    (['run', '-d', '-m', 'h:8081'], 'join.py', ['--config-json', '/c.json', '--bounded'])
     """
     from freshet.cluster import flink_home
 
