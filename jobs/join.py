@@ -1,12 +1,15 @@
 """The online joiner: impressions + actions -> labelled examples, in Flink SQL.
 
 The SQL in ``sql/`` is the source of truth (``tables.sql``, ``parse.sql``,
-``join.sql``, ``insert.sql``; semantics in ``docs/joiner.md``). This module only fills
-the ``${placeholders}`` from the config and runs the statements as one job:
+``join.sql``, ``output.sql``, ``insert.sql``; semantics in ``docs/joiner.md``). This
+module fills the ``${placeholders}`` from the config, passes two points of the plan
+through a Java DataStream (``BRIDGES``, see ``_bridge``) and runs the statements as
+one job:
 
 - on the embedded mini-cluster: ``python -m jobs.join`` or ``freshet join``;
 - on a Flink cluster, unchanged: ``freshet join --cluster HOST:PORT`` runs
-  ``flink run -m HOST:PORT -py jobs/join.py`` with the config as JSON.
+  ``flink run -d -m HOST:PORT -py jobs/join.py`` with the config as JSON (tested with
+  a standalone cluster from the pip install's ``pyflink/bin/start-cluster.sh``).
 
 Examples
 --------
