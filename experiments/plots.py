@@ -51,7 +51,8 @@ def lines(
             ax.text(vline, ax.get_ylim()[1], f" {vlabel}", va="top", fontsize=8, color="grey")
     if logx:
         ax.set_xscale("log")
-    if series and isinstance(next(iter(series.values()))[0][0], dt.datetime):
+    xs = [x for x, _ in series.values() if len(x)]
+    if xs and isinstance(xs[0][0], dt.datetime):
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)

@@ -15,7 +15,7 @@
    (:mod:`freshet.demo_report`).
 
 The children get the demo's configuration as ``FRESHET__SECTION__KEY`` variables
-(:func:`config_env`): the MovieLens DeepFM slots, a dense sync every 10 s (default
+(:func:`config_env`): the MovieLens DeepFM slots, a dense sync every 5 s (default
 10 min) so the server scores with a trained model within the demo, and no logging of
 the demo's own ranking requests as impressions (their wall-clock timestamps would
 move the joiner's event time 28 years past the replay).
@@ -64,7 +64,7 @@ def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path) -> Conf
         flink=dataclasses.replace(cfg.flink, parallelism=1),
         model=movielens_model(),
         sync=dataclasses.replace(cfg.sync, sparse_sync_interval_s=1.0,
-                                 dense_sync_interval_s=10.0),
+                                 dense_sync_interval_s=5.0),
         train=dataclasses.replace(cfg.train, parallelism=1, eval_window=2000),
         serving=dataclasses.replace(cfg.serving, port=port, log_impressions=False),
     )
@@ -272,8 +272,10 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
             print(f"[demo] replay done: {stats.get('impressions', 0):,} impressions, "
                   f"{stats.get('actions', 0):,} actions; waiting for the model to settle",
                   flush=True)
-        if replay_end is not None and (now - last_change >= opts.settle_s
-                                       or now - replay_end >= opts.max_wait_s):
+        # Settled: a trained model serves and its watermark has not moved for settle_s.
+        settled = bool(status.get("ready")) and last_mark is not None \
+            and now - last_change >= opts.settle_s
+        if replay_end is not None and (settled or now - replay_end >= opts.max_wait_s):
             break
     run.windows = list(tail.windows)
     run.stats.update(stats, rate=opts.rate, rows=run.samples[-1].serving_rows,

@@ -12,6 +12,10 @@ Examples
 >>> sent.record(1_000, wall=10.0); sent.record(2_000, wall=11.0); sent.record(3_000, wall=12.5)
 >>> sent.sent_at(2_000), sent.sent_at(2_500), sent.sent_at(9_000)
 (11.0, 12.5, None)
+>>> sparse = SendLog(every=2)
+>>> sparse.record(1_000, wall=1.0); sparse.record(2_000, wall=2.0); sparse.record(3_000, wall=3.0)
+>>> sparse.sent_at(2_500), sparse.sent_at(3_000)
+(3.0, 3.0)
 """
 
 from __future__ import annotations
@@ -39,20 +43,26 @@ class SendLog:
         self.count = 0
         self.ts: list[int] = []
         self.wall: list[float] = []
+        self.last: tuple[int, float] | None = None  # the newest event, logged or not
         self.lock = threading.Lock()
 
     def record(self, ts_ms: int, wall: float | None = None) -> None:
         self.count += 1
+        wall = time.monotonic() if wall is None else wall
+        self.last = (ts_ms, wall)
         if self.count % self.every == 0 and (not self.ts or ts_ms > self.ts[-1]):
             with self.lock:
                 self.ts.append(ts_ms)
-                self.wall.append(time.monotonic() if wall is None else wall)
+                self.wall.append(wall)
 
     def sent_at(self, ts_ms: int) -> float | None:
         """When the first logged event at or after ``ts_ms`` was sent (None: not yet)."""
         with self.lock:
             i = bisect.bisect_left(self.ts, ts_ms)
-            return self.wall[i] if i < len(self.ts) else None
+            if i < len(self.ts):
+                return self.wall[i]
+        last = self.last
+        return last[1] if last is not None and ts_ms <= last[0] else None
 
 
 class MetricsTail(threading.Thread):
