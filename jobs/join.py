@@ -162,7 +162,7 @@ def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME)
         raise ValueError(f"joiner.negative_sample_rate not in [0, 1]: {j.negative_sample_rate}")
     kafka = {
         "properties.bootstrap.servers": bootstrap_servers(cfg),
-        **{f"properties.{k}": v for k, v in cfg.kafka.client.items()},
+        **{f"properties.{k}": v for k, v in {**cfg.kafka.client, **cfg.kafka.java_client}.items()},
     }
     source = {
         **kafka,

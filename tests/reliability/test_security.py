@@ -105,7 +105,7 @@ def test_kafka_security_settings_reach_librdkafka_and_flink_sql() -> None:
     assert SECURITY.items() <= conf.items() and not set(JAVA) & set(conf)
     params = sql_params(cfg)
     for options in (params["source_options"], params["sink_options"]):
-        for k, v in SECURITY.items():
+        for k, v in {**SECURITY, **JAVA}.items():
             assert f"'properties.{k}' = '{v}'" in options
 
 
