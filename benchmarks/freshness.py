@@ -50,7 +50,7 @@ SCORE_TOLERANCE = 1e-5
 
 
 def config(bootstrap: str, work: Path, port: int, sparse_sync_s: float) -> Config:
-    base = load_config(path=None, environ={})
+    base = load_config(path=None)  # FRESHET__* overrides apply
     return dataclasses.replace(
         base, work_dir=str(work),
         kafka=dataclasses.replace(base.kafka, bootstrap=bootstrap),

@@ -147,11 +147,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     msgs = list(movielens.messages(exs, batch_size=512))
     deepfm, lr = model_configs(args.dim)
     work = Path(tempfile.mkdtemp(prefix="freshet-bench-train-"))
-    base = load_config(path=None, environ={})
+    base = load_config(path=None)  # FRESHET__* overrides apply
     train = dataclasses.replace(base.train, micro_batch=args.micro_batch, eval_window=WINDOW)
     cfg = dataclasses.replace(base, work_dir=str(work), model=deepfm, train=train,
                               sync=SyncConfig(sparse_sync_interval_s=1.0))
     result: dict[str, Any] = {"dataset": "movielens-100k", "slots": len(SLOTS), "dim": args.dim,
+                              "bundle_time_ms": cfg.train.bundle_time_ms,
                               "micro_batch": args.micro_batch, "message_batch": 512}
 
     payloads = [v for _, v in msgs]

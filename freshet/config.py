@@ -160,10 +160,10 @@ class TrainConfig:
     # Batches appended to the state's delta log before it is compacted into a snapshot.
     compact_every: int = 256
     snapshot_dir: str = "snapshots"  # replay writes its model here (under work_dir)
-    # Python bundle length for the trainer (Flink's default here is 100 ms). A message
-    # is already a batch; longer bundles leave fewer idle gaps at bundle ends (measured
-    # +12% examples/s); checkpoint barriers may wait up to this long.
-    bundle_time_ms: int = 1000
+    # Python bundle length for the trainer. Outputs (params) leave at bundle ends, so
+    # this adds to freshness: 1000 ms gave freshness p99 6.8 s, 100 ms 3.2 s, at the same
+    # examples/s on a quiet machine (21.5k vs 21.9k; +12% for 1000 ms under load).
+    bundle_time_ms: int = 100
 
 
 @dataclass(frozen=True)
