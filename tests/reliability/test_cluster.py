@@ -9,6 +9,8 @@ TaskManager, restores the job from its last checkpoint on the new one, and the
 trainer's ledger must end at exactly the input: every example once (count and
 order-free fingerprint of request IDs), none twice.
 
+A second test submits a bounded replay the same way and checks the model it writes.
+
 Slow (~3-5 min): ``.venv/bin/python -m pytest -q -s -m slow tests/reliability/test_cluster.py``.
 """
 
@@ -129,3 +131,40 @@ def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
     # None trained twice: the ledger restarts from the checkpoint's count, never above.
     assert max(r["value"] for r in reports if r["name"] == "trained_examples") == TOTAL
     assert done[0]["labels"]["fingerprint"] == str(expected.fingerprint)  # none lost
+
+
+@pytest.mark.slow
+def test_submit_replay_trains_the_range_once_and_writes_the_model(
+    cfg: Config, tmp_path: Path
+) -> None:
+    from freshet.submit import submit_replay
+    from ps import EmbeddingCollection
+
+    slots = [SlotConfig(s, dim=8) for s in ("user_id", "item_id")]
+    cfg = dataclasses.replace(
+        cfg,
+        model=ModelConfig(kind="deepfm", hidden=[16], slots=slots),
+        train=TrainConfig(micro_batch=64, eval_window=1000),
+    )
+    data = batches()[:20]
+    producer = kafka.producer(cfg)
+    for m, b in enumerate(data):
+        producer.produce(cfg.topics.name("examples"), encode_examples(b), partition=m % 4)
+    assert producer.flush(10) == 0
+    expected = Ledger()
+    for b in data:
+        expected.add([e.request_id for e in b])
+    snapshot = tmp_path / "model"
+    with StandaloneCluster(tmp_path / "cluster", slots=2).start(taskmanagers=1) as cluster:
+        done, manifest = submit_replay(cfg, cluster.rest, None, None, str(snapshot))
+        state = cluster.job(done.job_id)["state"]
+    assert state == "FINISHED"
+    assert manifest["messages"] == len(data)
+    final = [r for r in trained_reports(cfg)
+             if r["name"] == "trained_examples" and r["labels"]["final"] == "true"]
+    assert [r["value"] for r in final] == [len(data) * PER_MESSAGE]  # every example, once
+    assert final[0]["labels"]["fingerprint"] == str(expected.fingerprint)
+    tables = EmbeddingCollection.restore(snapshot / "shard-0" / "tables", slots)
+    users = {e.slots["user_id"][0] for b in data for e in b}
+    assert len(tables.slots["user_id"]) == len(users)  # the model the replay built
+    assert json.loads((snapshot / "manifest.json").read_text())["job_id"] == done.job_id
