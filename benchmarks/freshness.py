@@ -42,6 +42,7 @@ from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config, load_config
 from freshet.kafka import create_topics, producer
 from freshet.topics import Action, Impression
+from ps.serving.client import request as http
 
 USERS, ITEMS, GENRES = 50_000, 100_000, 50
 PROBE_ITEM0 = 1 << 40  # probe items: never in the background traffic
@@ -60,17 +61,6 @@ def config(bootstrap: str, work: Path, port: int, sparse_sync_s: float) -> Confi
                                  dense_sync_interval_s=5.0),
         serving=dataclasses.replace(base.serving, port=port),
     )
-
-
-def http(port: int, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 class Jobs:

@@ -24,8 +24,6 @@ import bisect
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +31,7 @@ from confluent_kafka import TopicPartition
 
 from freshet.config import Config
 from freshet.kafka import consumer
+from ps.serving.client import request
 
 
 class SendLog:
@@ -107,21 +106,10 @@ class MetricsTail(threading.Thread):
 def http(port: int, path: str, body: dict | None = None, timeout: float = 5.0
          ) -> tuple[int, Any]:
     """``(status, JSON or text)`` of a request to the local server; (0, None) if down."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                 headers={"content-type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            status = r.status
-    except urllib.error.HTTPError as e:
-        raw, status = e.read(), e.code
+        return request(port, path, body, timeout)
     except OSError:
         return 0, None
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
 
 
 @dataclass

@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +16,8 @@ import numpy as np
 from freshet.broker import free_port
 from freshet.config import Config
 from freshet.kafka import producer
+from ps.serving.client import request as http
 from ps.serving.synthetic import dense_messages, lr_weights, publish, sparse_messages, sparse_rows
-
-
-def http(port: int, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def serve(cfg: Config, port: int, log: Path) -> subprocess.Popen:
