@@ -9,7 +9,6 @@ reported every example.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -18,24 +17,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-import numpy as np
+from types import SimpleNamespace
 
 from freshet import kafka
-from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig
-from freshet.topics import Example, encode_examples
+from freshet.config import Config
 from jobs.train import latest_checkpoint
-from udfs.trainer import Ledger
-
-MESSAGES, PER_MESSAGE = 80, 200
-
-
-def batches() -> list[list[Example]]:
-    rng = np.random.default_rng(1)
-    return [[Example(f"k{m}-{i}", int(rng.integers(50)), int(rng.integers(30)), m * 1000 + i,
-                     int(rng.random() < 0.4),
-                     slots={"user_id": [int(rng.integers(30))], "item_id": [int(rng.integers(50))]})
-             for i in range(PER_MESSAGE)] for m in range(MESSAGES)]
 
 
 def metrics(cfg: Config) -> list[dict]:
@@ -50,28 +36,13 @@ def start_job(cfg_file: Path, log: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
-    cfg: Config, tmp_path: Path
+    cfg: Config, tmp_path: Path, trainer_faults: SimpleNamespace
 ) -> None:
-    cfg = dataclasses.replace(
-        cfg,
-        model=ModelConfig(kind="deepfm", hidden=[16],
-                          slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id")]),
-        train=TrainConfig(micro_batch=64, eval_window=1000, compact_every=16),
-        sync=SyncConfig(sparse_sync_interval_s=0.5),
-        flink=dataclasses.replace(cfg.flink, checkpoint_interval_ms=1000),
-    )
+    cfg = trainer_faults.small_trainer(cfg)
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(cfg.to_json())
-    data = batches()
-
-    producer = kafka.producer(cfg)
-
-    def produce(first: int, last: int, pause_s: float) -> None:
-        for m in range(first, last):
-            producer.produce(cfg.topics.name("examples"), encode_examples(data[m]),
-                             partition=m % 4)
-            producer.flush(5)
-            time.sleep(pause_s)
+    feed = trainer_faults.ExampleFeed(cfg, prefix="k", seed=1)
+    produce = feed.produce
 
     def reported() -> int:
         return max([m["value"] for m in metrics(cfg) if m["name"] == "trained_examples"],
@@ -86,7 +57,7 @@ def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
             assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         # From here the stream is paced, so the kill lands mid-stream, after a checkpoint.
-        paced = threading.Thread(target=produce, args=(10, MESSAGES, 0.25), daemon=True)
+        paced = threading.Thread(target=produce, args=(10, len(feed.batches), 0.25), daemon=True)
         paced.start()
         while reported() < 6000 or latest_checkpoint(cfg) is None:
             assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -101,7 +72,7 @@ def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
 
     started_wall = time.time()
     job = start_job(cfg_file, log, "--from-checkpoint", checkpoint)
-    total = MESSAGES * PER_MESSAGE
+    total = feed.total
     try:
         reports: list[dict] = []
         deadline = time.monotonic() + 240
@@ -117,9 +88,6 @@ def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
         job.wait()
     paced.join()
 
-    expected = Ledger()
-    for b in data:
-        expected.add([e.request_id for e in b])
     restores = [m for m in metrics(cfg) if m["name"] == "restored_examples"]
     assert restores, "the restarted job did not restore any trained state"
     restored = int(restores[0]["value"])
@@ -129,4 +97,5 @@ def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
     assert 0 < restored < total
     assert max(m["value"] for m in reports) == total  # none trained twice
     done = [m for m in reports if m["value"] == total]
-    assert done and done[0]["labels"]["fingerprint"] == str(expected.fingerprint)  # none lost
+    assert done, "no report of every example trained"
+    assert done[0]["labels"]["fingerprint"] == str(feed.expected_fingerprint())  # none lost

@@ -16,32 +16,18 @@ Slow (~3-5 min): ``.venv/bin/python -m pytest -q -s -m slow tests/reliability/te
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from freshet import kafka
 from freshet.cluster import StandaloneCluster
-from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig
+from freshet.config import Config
 from freshet.submit import submit
-from freshet.topics import Example, encode_examples
-from udfs.trainer import Ledger
-
-MESSAGES, PER_MESSAGE = 80, 200
-TOTAL = MESSAGES * PER_MESSAGE
-
-
-def batches() -> list[list[Example]]:
-    rng = np.random.default_rng(7)
-    return [[Example(f"c{m}-{i}", int(rng.integers(50)), int(rng.integers(30)), m * 1000 + i,
-                     int(rng.random() < 0.4),
-                     slots={"user_id": [int(rng.integers(30))], "item_id": [int(rng.integers(50))]})
-             for i in range(PER_MESSAGE)] for m in range(MESSAGES)]
 
 
 def trained_reports(cfg: Config) -> list[dict]:
@@ -62,27 +48,12 @@ def wait_until(what, timeout_s: float, why: str, cluster: StandaloneCluster):
 
 @pytest.mark.slow
 def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
-    cfg: Config, tmp_path: Path
+    cfg: Config, tmp_path: Path, trainer_faults: SimpleNamespace
 ) -> None:
     with StandaloneCluster(tmp_path / "cluster", slots=2).start(taskmanagers=1) as cluster:
-        cfg = dataclasses.replace(
-            cfg,
-            model=ModelConfig(kind="deepfm", hidden=[16],
-                              slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id")]),
-            train=TrainConfig(micro_batch=64, eval_window=1000, compact_every=16),
-            sync=SyncConfig(sparse_sync_interval_s=0.5),
-            flink=dataclasses.replace(cfg.flink, checkpoint_interval_ms=1000,
-                                      checkpoint_dir=str(cluster.checkpoints)),
-        )
-        data = batches()
-        producer = kafka.producer(cfg)
-
-        def produce(first: int, last: int, pause_s: float) -> None:
-            for m in range(first, last):
-                producer.produce(cfg.topics.name("examples"), encode_examples(data[m]),
-                                 partition=m % 4)
-                producer.flush(5)
-                time.sleep(pause_s)
+        cfg = trainer_faults.small_trainer(cfg, checkpoint_dir=str(cluster.checkpoints))
+        feed = trainer_faults.ExampleFeed(cfg, prefix="c", seed=7)
+        produce, total = feed.produce, feed.total
 
         def trained() -> int:
             return max([r["value"] for r in trained_reports(cfg)
@@ -93,7 +64,7 @@ def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
         job = submit(cfg, "train", cluster.rest, ["--start", "0:0,1:0,2:0,3:0"]).job_id
         print(f"\nsubmitted {job} in {time.monotonic() - t0:.1f}s")
         wait_until(lambda: trained() >= 1000, 240, "first examples trained", cluster)
-        paced = threading.Thread(target=produce, args=(10, MESSAGES, 0.25), daemon=True)
+        paced = threading.Thread(target=produce, args=(10, len(feed.batches), 0.25), daemon=True)
         paced.start()
 
         def checkpointed() -> bool:
@@ -108,13 +79,9 @@ def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
         cluster.add_taskmanager()
         print(f"killed TaskManager pid {pid} after {killed_at} examples reported")
 
-        expected = Ledger()
-        for b in data:
-            expected.add([e.request_id for e in b])
-
         def finished() -> list[dict]:
             return [r for r in trained_reports(cfg)
-                    if r["name"] == "trained_examples" and r["value"] >= TOTAL]
+                    if r["name"] == "trained_examples" and r["value"] >= total]
 
         done = wait_until(finished, 300, "all examples trained after the restart", cluster)
         recovered_s = time.monotonic() - t_kill
@@ -125,35 +92,25 @@ def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
         cluster.cancel(job)
 
     print(f"job {info['state']}; restored {[r['value'] for r in restores]} examples from the "
-          f"checkpoint; all {TOTAL} trained {recovered_s:.1f}s after the kill")
+          f"checkpoint; all {total} trained {recovered_s:.1f}s after the kill")
     assert restores, "the job was not restored from a checkpoint"
-    assert all(0 < r["value"] < TOTAL for r in restores)
+    assert all(0 < r["value"] < total for r in restores)
     # None trained twice: the ledger restarts from the checkpoint's count, never above.
-    assert max(r["value"] for r in reports if r["name"] == "trained_examples") == TOTAL
-    assert done[0]["labels"]["fingerprint"] == str(expected.fingerprint)  # none lost
+    assert max(r["value"] for r in reports if r["name"] == "trained_examples") == total
+    assert done[0]["labels"]["fingerprint"] == str(feed.expected_fingerprint())  # none lost
 
 
 @pytest.mark.slow
 def test_submit_replay_trains_the_range_once_and_writes_the_model(
-    cfg: Config, tmp_path: Path
+    cfg: Config, tmp_path: Path, trainer_faults: SimpleNamespace
 ) -> None:
     from freshet.submit import submit_replay
     from ps import EmbeddingCollection
 
-    slots = [SlotConfig(s, dim=8) for s in ("user_id", "item_id")]
-    cfg = dataclasses.replace(
-        cfg,
-        model=ModelConfig(kind="deepfm", hidden=[16], slots=slots),
-        train=TrainConfig(micro_batch=64, eval_window=1000),
-    )
-    data = batches()[:20]
-    producer = kafka.producer(cfg)
-    for m, b in enumerate(data):
-        producer.produce(cfg.topics.name("examples"), encode_examples(b), partition=m % 4)
-    assert producer.flush(10) == 0
-    expected = Ledger()
-    for b in data:
-        expected.add([e.request_id for e in b])
+    cfg = trainer_faults.small_trainer(cfg)
+    feed = trainer_faults.ExampleFeed(cfg, prefix="c", seed=7, messages=20)
+    feed.produce(0, len(feed.batches))
+    data = feed.batches
     snapshot = tmp_path / "model"
     with StandaloneCluster(tmp_path / "cluster", slots=2).start(taskmanagers=1) as cluster:
         done, manifest = submit_replay(cfg, cluster.rest, None, None, str(snapshot))
@@ -162,9 +119,9 @@ def test_submit_replay_trains_the_range_once_and_writes_the_model(
     assert manifest["messages"] == len(data)
     final = [r for r in trained_reports(cfg)
              if r["name"] == "trained_examples" and r["labels"]["final"] == "true"]
-    assert [r["value"] for r in final] == [len(data) * PER_MESSAGE]  # every example, once
-    assert final[0]["labels"]["fingerprint"] == str(expected.fingerprint)
-    tables = EmbeddingCollection.restore(snapshot / "shard-0" / "tables", slots)
+    assert [r["value"] for r in final] == [feed.total]  # every example, once
+    assert final[0]["labels"]["fingerprint"] == str(feed.expected_fingerprint())
+    tables = EmbeddingCollection.restore(snapshot / "shard-0" / "tables", cfg.model.slots)
     users = {e.slots["user_id"][0] for b in data for e in b}
     assert len(tables.slots["user_id"]) == len(users)  # the model the replay built
     assert json.loads((snapshot / "manifest.json").read_text())["job_id"] == done.job_id
