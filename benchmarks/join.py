@@ -29,6 +29,7 @@ from pathlib import Path
 from freshet import kafka
 from freshet.broker import EmbeddedBroker
 from freshet.config import Config, load_config
+from freshet.data.movielens import Rating, load_ratings
 from freshet.produce import movielens
 from freshet.produce.sender import send
 from freshet.topics import Action, ExampleBatch
@@ -37,9 +38,17 @@ from jobs.join import JOINER_SQL, PASSTHROUGH_SQL, Bounds, build, keeps_negative
 BAD_RECORDS = (b"not json", b'{"request_id": "x", "item_id": "7"}', b"[1, 2]")
 
 
-def produce(cfg: Config, bad: int) -> tuple[int, int, int]:
-    """Produce the replay and ``bad`` malformed records per topic; return
-    (events, expected positives, expected negatives kept)."""
+def replay(repeat: int) -> list[Rating]:
+    """MovieLens-100K ``repeat`` times back to back, each copy after the previous one in
+    event time (so request ids and windows never collide across copies)."""
+    ratings = load_ratings()
+    span = ratings[-1].ts - ratings[0].ts + 86_400_000
+    return [dataclasses.replace(r, ts=r.ts + k * span) for k in range(repeat) for r in ratings]
+
+
+def produce(cfg: Config, bad: int, repeat: int = 1) -> tuple[int, int, int]:
+    """Produce the replay (``repeat`` copies) and ``bad`` malformed records per topic;
+    return (events, expected positives, expected negatives kept)."""
     positives: set[str] = set()
     impressions: list[tuple[str, int]] = []
 
@@ -49,7 +58,7 @@ def produce(cfg: Config, bad: int) -> tuple[int, int, int]:
         else:
             impressions.append((ev.request_id, ev.item_id))  # type: ignore[attr-defined]
 
-    stats = send(cfg, movielens.events(), progress=None, on_event=note)
+    stats = send(cfg, movielens.events(replay(repeat)), progress=None, on_event=note)
     p = kafka.producer(cfg)
     for topic in ("features", "actions"):
         for i in range(bad):
@@ -162,10 +171,10 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
 # Sinks are blackholes, so the stages measure reading and processing, not writing.
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "read": (PASSTHROUGH_SQL, ()),
-    "parse": (JOINER_SQL[:2], ("SELECT reason FROM features_parsed",
+    "parse": (JOINER_SQL[:3], ("SELECT reason FROM features_parsed",
                                "SELECT reason FROM actions_parsed")),
-    "join": (JOINER_SQL[:3], ("SELECT kind FROM joined",)),
-    "dedup": (JOINER_SQL[:3], ("SELECT kind FROM first_rows",)),
+    "join": (JOINER_SQL[:4], ("SELECT kind FROM joined",)),
+    "dedup": (JOINER_SQL[:4], ("SELECT kind FROM first_rows",)),
     "all": (JOINER_SQL, ()),
 }
 

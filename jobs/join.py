@@ -43,7 +43,7 @@ from freshet.topics import ACTION_TYPES
 if TYPE_CHECKING:
     from pyflink.table import StatementSet, StreamTableEnvironment, TableResult
 
-JOINER_SQL = ("tables.sql", "parse.sql", "join.sql", "output.sql", "insert.sql")
+JOINER_SQL = ("functions.sql", "tables.sql", "parse.sql", "join.sql", "output.sql", "insert.sql")
 # After a file's statements: (view, new view, time attribute), see _bridge.
 BRIDGES = {
     "parse.sql": (
@@ -67,34 +67,6 @@ JOINER_FLINK_SETTINGS = {
     "taskmanager.memory.managed.size": "512m",
 }
 JOB_NAME = "freshet-join"
-
-# Pieces of the regular expressions that check a record's canonical JSON text (what
-# JSON_QUERY prints: keys sorted, no spaces; see parse.sql). Possessive quantifiers
-# (*+, ++) keep Java's regex engine iterative: the greedy forms recurse per repetition
-# and overflow the stack on a long string or ID list (measured: 200,000 IDs).
-_STR = r'"(?:[^"\\]++|\\.)*+"'  # a JSON string, quotes included
-_INT = r"-?[0-9]{1,19}"  # TRY_CAST to BIGINT then rejects what is out of range
-_IDS = rf"\[(?:{_INT}(?:,{_INT})*+)?\]"
-SLOTS_REGEX = rf"\{{(?:{_STR}:{_IDS}(?:,{_STR}:{_IDS})*+)?\}}"  # {"slot":[1,-2],...}
-_V = r'(?:,"v":1)?'  # the schema version is optional and must be 1
-# Groups: 1 item_id, 2 request_id (JSON-quoted), 3 slots, 4 ts, 5 user_id.
-IMPRESSION_REGEX = (
-    rf'^\{{"item_id":({_INT}),"request_id":({_STR}),"slots":({SLOTS_REGEX}),'
-    rf'"ts":({_INT}),"user_id":({_INT}){_V}\}}$'
-)
-# Groups: 1 action, 2 item_id, 3 request_id (JSON-quoted), 4 ts, 5 user_id.
-ACTION_REGEX = (
-    rf'^\{{"action":"({"|".join(ACTION_TYPES)})","item_id":({_INT}),'
-    rf'"request_id":({_STR}),"ts":({_INT}),"user_id":({_INT}){_V}\}}$'
-)
-# The values of the listed top-level keys of a canonical document, in key order (a
-# slot's value is a list, which none of the alternatives matches). Used only on a
-# document that IMPRESSION_REGEX or ACTION_REGEX has already accepted.
-_VALUE = rf"(?:{_STR}|{_INT}|{SLOTS_REGEX})"
-IMPRESSION_VALUES_REGEX = rf'(?:^\{{|,)"(?:item_id|request_id|slots|ts|user_id)":({_VALUE})'
-ACTION_VALUES_REGEX = rf'(?:^\{{|,)"(?:action|item_id|request_id|ts|user_id)":({_VALUE})'
-# `ts` in the raw record, for the watermark (tables.sql); parse.sql verifies it.
-TS_REGEX = r'"ts"\s*:\s*(-?[0-9]{1,19})\s*[,}]'
 
 _SINK_TABLE = re.compile(r"CREATE TEMPORARY TABLE \w+_sink\b")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -192,13 +164,7 @@ def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME)
         "negatives_kept_per_million": str(round(j.negative_sample_rate * 1_000_000)),
         "batch_shards": str(j.batch_shards),
         "batch_interval": sql_interval(j.batch_interval_ms / 1000),
-        "ts_regex": _sql_str(TS_REGEX),
-        "impression_regex": _sql_str(IMPRESSION_REGEX),
-        "action_regex": _sql_str(ACTION_REGEX),
-        "impression_values_regex": _sql_str(IMPRESSION_VALUES_REGEX),
-        "action_values_regex": _sql_str(ACTION_VALUES_REGEX),
-        "impression_reason": _reason(IMPRESSION_FIELDS),
-        "action_reason": _reason(ACTION_FIELDS),
+        "action_types": _sql_str("|".join(ACTION_TYPES)),
         # One 0/1 column per action type (freshet.topics.ACTION_TYPES).
         "action_columns": "\n".join(
             f"  CASE WHEN action = {_quote(a)} THEN 1 ELSE 0 END AS `{a}`," for a in ACTION_TYPES
@@ -209,51 +175,9 @@ def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME)
     }
 
 
-# Field -> kind, in the order a diagnosis checks them (parse.sql's `reason`).
-IMPRESSION_FIELDS = (("request_id", "string"), ("item_id", "int"), ("user_id", "int"),
-                     ("ts", "int"), ("slots", "slots"))
-ACTION_FIELDS = (("request_id", "string"), ("item_id", "int"), ("user_id", "int"),
-                 ("ts", "int"), ("action", "action"))
-
-
 def _sql_str(text: str) -> str:
     """Text for inside a SQL string literal."""
     return text.replace("'", "''")
-
-
-def _reason(fields: tuple[tuple[str, str], ...]) -> str:
-    """A SQL CASE naming the first invalid field of ``payload`` (a JSON object).
-
-    Only records that failed the fast check are diagnosed, so this may parse the
-    record once per field. JSON_QUERY's CONDITIONAL ARRAY WRAPPER keeps the JSON type
-    (``[7]`` for a number, ``["7"]`` for a string), which the patterns then check.
-    """
-
-    def q(name: str) -> str:
-        return f"COALESCE(JSON_QUERY(payload, '$.{name}' WITH CONDITIONAL ARRAY WRAPPER), '')"
-
-    checks = [(f"NOT REGEXP({q('v')}, '^(\\[1\\])?$')", "v: unsupported schema version")]
-    for name, kind in fields:
-        if kind == "string":
-            checks.append((f"NOT REGEXP({q(name)}, '^\\[\"')", f"{name}: missing or not a string"))
-        elif kind == "int":
-            checks.append((
-                f"TRY_CAST(REGEXP_EXTRACT({q(name)}, '^\\[({_INT})\\]$', 1) AS BIGINT) IS NULL",
-                f"{name}: missing or not a 64-bit integer",
-            ))
-        elif kind == "slots":
-            checks.append((
-                f"NOT REGEXP(COALESCE(JSON_QUERY(payload, '$.slots'), ''), "
-                f"'^{_sql_str(SLOTS_REGEX)}$')",
-                "slots: missing, or not an object of integer ID lists",
-            ))
-        elif kind == "action":
-            checks.append((
-                f"NOT REGEXP({q(name)}, '^\\[\"({'|'.join(ACTION_TYPES)})\"\\]$')",
-                f"action: missing or not one of {'/'.join(ACTION_TYPES)}",
-            ))
-    whens = "\n      ".join(f"WHEN {cond} THEN '{why}'" for cond, why in checks)
-    return f"CASE\n      {whens}\n      ELSE 'malformed record'\n    END"
 
 
 def render(text: str, params: Mapping[str, str]) -> str:
@@ -365,6 +289,10 @@ def build(
         conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
     conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg)} ms")
     stmt_set = t_env.create_statement_set()
+    if "functions.sql" in files:
+        from freshet import udf_jar
+
+        udf_jar.ensure()  # before the job's classes are resolved; a no-op when current
     loaded = load_sql(cfg, files, bounds)
     for i, (name, stmt) in enumerate(loaded):
         table = _SINK_TABLE.match(_code(stmt).lstrip())

