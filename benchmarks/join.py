@@ -10,7 +10,11 @@ Rates are input events over the span from a job's first to its last output recor
 (Kafka timestamps), so the ~10 s job start-up is excluded from both; ``first_output_s``
 is from job submission to the joiner's first output. The last line printed is JSON.
 
-Run: ``python -m benchmarks.join [--sample-rate R] [--bad N]``.
+``joiner_cpu_s`` says where the joiner's CPU went (the mini-cluster JVM's threads, by
+operator). ``--repeat N`` replays MovieLens N times back to back: the job's fixed costs
+(planning, JIT compilation: ~15 CPU s) then weigh less against the per-event ones.
+
+Run: ``python -m benchmarks.join [--sample-rate R] [--bad N] [--repeat N]``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from freshet.data.movielens import Rating, load_ratings
 from freshet.produce import movielens
 from freshet.produce.sender import send
 from freshet.topics import Action, ExampleBatch
-from jobs.join import JOINER_SQL, PASSTHROUGH_SQL, Bounds, build, keeps_negative, run
+from jobs.join import JOINER_SQL, PASSTHROUGH_SQL, Bounds, keeps_negative, run
 
 BAD_RECORDS = (b"not json", b'{"request_id": "x", "item_id": "7"}', b"[1, 2]")
 
@@ -120,8 +124,8 @@ class CheckpointWatch(threading.Thread):
         self.join()
 
 
-def benchmark(cfg: Config, bad: int) -> dict[str, object]:
-    events, expected_pos, expected_neg = produce(cfg, bad)
+def benchmark(cfg: Config, bad: int, repeat: int = 1) -> dict[str, object]:
+    events, expected_pos, expected_neg = produce(cfg, bad, repeat)
     stop = {t: kafka.end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
     bounds = Bounds(stop=stop)
     print(f"produced {events} events; input ends {stop}", file=sys.stderr, flush=True)
@@ -135,9 +139,14 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
     after_copy = kafka.end_offsets(cfg, cfg.topics.name("examples"))
     watch = CheckpointWatch(cfg.path(cfg.flink.checkpoint_dir))
     watch.start()
+    cpu = ThreadCpu()
+    cpu.start()
+    cpu.mark()
     t0 = time.time()
     run(cfg, bounds, files=JOINER_SQL)
     wall = time.time() - t0
+    cpu_s = cpu.delta()
+    cpu.stop()
     watch.stop()
     batches = outputs(cfg, "examples", after_copy)
     dead = outputs(cfg, "dead_letters", {})
@@ -164,62 +173,86 @@ def benchmark(cfg: Config, bad: int) -> dict[str, object]:
         "negative_sample_rate": cfg.joiner.negative_sample_rate,
         # The newest checkpoint taken during the replay (none if it ran < 1 interval).
         "checkpoint_bytes": watch.bytes,
+        "repeat": repeat,
+        # Where the joiner's CPU went: mini-cluster JVM threads, grouped (THREAD_GROUPS).
+        "joiner_cpu_s": cpu_s,
     }
 
 
-# Cumulative stages of the joiner for --stages: (SQL files, queries into a blackhole).
-# Sinks are blackholes, so the stages measure reading and processing, not writing.
-STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "read": (PASSTHROUGH_SQL, ()),
-    "parse": (JOINER_SQL[:3], ("SELECT reason FROM features_parsed",
-                               "SELECT reason FROM actions_parsed")),
-    "join": (JOINER_SQL[:4], ("SELECT kind FROM joined",)),
-    "dedup": (JOINER_SQL[:4], ("SELECT kind FROM first_rows",)),
-    "all": (JOINER_SQL, ()),
-}
+# Mini-cluster JVM threads (Linux truncates names to 15 characters) -> what they do.
+# A chained task's thread is named after its first operator.
+THREAD_GROUPS = (
+    ("IntervalJoin", "interval join (RocksDB)"),
+    ("Source: featur", "features: read + parse"),
+    ("Source: action", "actions: read + parse"),
+    ("Source Data Fe", "Kafka fetchers"),
+    ("Deduplicate", "deduplication (RocksDB)"),
+    ("ConstraintEnfo", "output bridge + local batching"),
+    ("GlobalWindowAg", "batching + Kafka sink"),
+    ("kafka-producer", "Kafka producers"),
+    ("rocksdb:", "RocksDB flush/compaction"),
+    ("C1 CompilerThr", "JIT compilers"),
+    ("C2 CompilerThr", "JIT compilers"),
+    ("GC Thread", "garbage collection"),
+)
 
 
-def jvm_cpu_s() -> float:
-    """CPU seconds used so far by this process's child JVMs (the mini-cluster).
+class ThreadCpu(threading.Thread):
+    """CPU seconds of this process's child JVM (the mini-cluster), per thread group.
 
-    Under contention from other work on the machine this moves less than wall time.
+    Samples ``/proc/PID/task/*/stat`` every 0.2 s, so threads that end with the job are
+    counted up to their last sample. ``delta()`` gives the CPU used since ``mark()``.
     """
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for child in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (child / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat[1]) == os.getpid() and (child / "exe").resolve().name == "java":
-            total += (int(stat[11]) + int(stat[12])) / tick
-    return total
 
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.last: dict[str, tuple[str, float]] = {}  # tid -> (thread name, CPU s)
+        self.base: dict[str, tuple[str, float]] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._done = threading.Event()
 
-def stages(cfg: Config, bad: int) -> list[dict[str, object]]:
-    """Run each cumulative stage over the same replay; net runtime and JVM CPU."""
-    events, _, _ = produce(cfg, bad)
-    bounds = Bounds(
-        stop={t: kafka.end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
-    )
-    out = []
-    for name, (files, queries) in STAGES.items():
-        _, stmt_set = build(cfg, bounds, files, f"stage-{name}", blackhole=True,
-                            queries=queries)
-        cpu = jvm_cpu_s()
-        result = stmt_set.execute().get_job_client().get_job_execution_result().result()
-        row = {"stage": name, "events": events, "net_s": result.get_net_runtime() / 1000,
-               "jvm_cpu_s": round(jvm_cpu_s() - cpu, 1)}
-        print(json.dumps(row), file=sys.stderr, flush=True)
-        out.append(row)
-    return out
+    def sample(self) -> None:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) != os.getpid() or (proc / "exe").resolve().name != "java":
+                    continue
+                for task in (proc / "task").iterdir():
+                    raw = (task / "stat").read_text()
+                    fields = raw.rsplit(")", 1)[1].split()
+                    name = raw[raw.index("(") + 1:raw.rindex(")")]
+                    self.last[task.name] = (name, (int(fields[11]) + int(fields[12])) / self._tick)
+            except (OSError, ValueError):
+                continue
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            self.sample()
+
+    def mark(self) -> None:
+        self.sample()
+        self.base = dict(self.last)
+
+    def delta(self) -> dict[str, float]:
+        self.sample()
+        groups: Counter[str] = Counter()
+        for tid, (name, cpu) in self.last.items():
+            used = cpu - self.base.get(tid, (name, 0.0))[1]
+            group = next((g for prefix, g in THREAD_GROUPS if name.startswith(prefix)), "other")
+            groups[group] += used
+        return {g: round(v, 1) for g, v in groups.most_common() if v >= 0.05}
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sample-rate", type=float, default=1.0, help="negative sampling rate")
     p.add_argument("--bad", type=int, default=500, help="malformed records per topic")
-    p.add_argument("--stages", action="store_true", help="profile cumulative stages instead")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="replay MovieLens this many times back to back (steady state)")
     args = p.parse_args(argv)
     base = load_config(path=None)  # FRESHET__... variables still apply
     with (
@@ -235,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             ),
         )
         kafka.create_topics(cfg)
-        result = {"stages": stages(cfg, args.bad)} if args.stages else benchmark(cfg, args.bad)
+        result = benchmark(cfg, args.bad, args.repeat)
     print(json.dumps(result))
 
 

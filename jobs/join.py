@@ -68,7 +68,6 @@ JOINER_FLINK_SETTINGS = {
 }
 JOB_NAME = "freshet-join"
 
-_SINK_TABLE = re.compile(r"CREATE TEMPORARY TABLE \w+_sink\b")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _SPLIT = re.compile(r";[ \t]*$", re.MULTILINE)
 
@@ -271,15 +270,8 @@ def build(
     bounds: Bounds | None = None,
     files: tuple[str, ...] = JOINER_SQL,
     job_name: str = JOB_NAME,
-    blackhole: bool = False,
-    queries: tuple[str, ...] = (),
 ) -> tuple[StreamTableEnvironment, StatementSet]:
-    """Create the tables and views of ``files`` and collect their INSERTs in one set.
-
-    For stage profiling (benchmarks/join.py --stages): ``blackhole`` replaces every
-    sink table by a blackhole, and each of ``queries`` (a SELECT of one string column)
-    is inserted into a blackhole too.
-    """
+    """Create the tables and views of ``files`` and collect their INSERTs in one set."""
     env = stream_environment(cfg, job_name, extra=JOINER_FLINK_SETTINGS)
     t_env = table_environment(env)
     conf = t_env.get_config()
@@ -295,9 +287,6 @@ def build(
         udf_jar.ensure()  # before the job's classes are resolved; a no-op when current
     loaded = load_sql(cfg, files, bounds)
     for i, (name, stmt) in enumerate(loaded):
-        table = _SINK_TABLE.match(_code(stmt).lstrip())
-        if blackhole and table:
-            stmt = f"{table.group(0)} (message STRING) WITH ('connector' = 'blackhole')"
         if _code(stmt).lstrip().upper().startswith("INSERT"):
             stmt_set.add_insert_sql(stmt)
         else:
@@ -305,12 +294,6 @@ def build(
         if i + 1 == len(loaded) or loaded[i + 1][0] != name:  # the file's last statement
             for view, new_view, time in BRIDGES.get(name, ()):
                 _bridge(t_env, view, new_view, time)
-    if queries:
-        t_env.execute_sql(
-            "CREATE TEMPORARY TABLE profile_sink (x STRING) WITH ('connector' = 'blackhole')"
-        )
-        for q in queries:
-            stmt_set.add_insert_sql(f"INSERT INTO profile_sink {q}")
     return t_env, stmt_set
 
 
