@@ -50,7 +50,7 @@ BRIDGES = {
         ("features_checked", "features_parsed", "rowtime"),
         ("actions_checked", "actions_parsed", "rowtime"),
     ),
-    "output.sql": (("joiner_output", "joiner_output_pt", "ingest"),),
+    "output.sql": (("joiner_output", "joiner_output_pt", "batch"),),
 }
 # How far the batching's ingestion-time watermark trails the wall clock.
 INGEST_WATERMARK_DELAY_S = 0.2
@@ -212,7 +212,9 @@ def load_sql(
     ]
 
 
-def _bridge(t_env: StreamTableEnvironment, view: str, new_view: str, time: str) -> None:
+def _bridge(
+    t_env: StreamTableEnvironment, view: str, new_view: str, time: str, bounded: bool
+) -> None:
     """Register ``new_view``: ``view`` turned into a Java DataStream and back.
 
     No Python runs per row. The round trip is a boundary for the SQL optimizer, which
@@ -223,9 +225,12 @@ def _bridge(t_env: StreamTableEnvironment, view: str, new_view: str, time: str) 
     time attribute:
 
     - ``"rowtime"``: ``view``'s ``rowtime``, watermarks unchanged;
-    - ``"ingest"``: a new ``pt``, ingestion time with a watermark INGEST_WATERMARK_DELAY_S
-      behind it, for batching: unlike processing-time windows, event-time windows on it
-      are flushed by the final watermark of a bounded run.
+    - ``"batch"``: a new ``pt`` for the batching windows (insert.sql). Online it is
+      processing time: windows close on the clock, so the last batch goes out without
+      waiting for more traffic (a watermark from records alone stops with them). In a
+      bounded run it is ingestion time with a watermark INGEST_WATERMARK_DELAY_S
+      behind it: processing-time windows are dropped at the end of a bounded input,
+      event-time windows are flushed by its final watermark.
     """
     from pyflink.table import Schema
     from pyflink.table.expressions import col
@@ -251,9 +256,12 @@ def _bridge(t_env: StreamTableEnvironment, view: str, new_view: str, time: str) 
     else:
         for name, dtype in fields:
             schema = schema.column(name, dtype)
-        schema = schema.column_by_expression(
-            "pt", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))"
-        ).watermark("pt", f"pt - {sql_interval(INGEST_WATERMARK_DELAY_S)}")
+        if bounded:
+            schema = schema.column_by_expression(
+                "pt", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))"
+            ).watermark("pt", f"pt - {sql_interval(INGEST_WATERMARK_DELAY_S)}")
+        else:
+            schema = schema.column_by_expression("pt", "PROCTIME()")
         stream = t_env.to_changelog_stream(table)
     t_env.create_temporary_view(new_view, t_env.from_data_stream(stream, schema.build()))
 
@@ -293,7 +301,7 @@ def build(
             t_env.execute_sql(stmt)
         if i + 1 == len(loaded) or loaded[i + 1][0] != name:  # the file's last statement
             for view, new_view, time in BRIDGES.get(name, ()):
-                _bridge(t_env, view, new_view, time)
+                _bridge(t_env, view, new_view, time, bounded=bounds is not None)
     return t_env, stmt_set
 
 

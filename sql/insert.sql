@@ -1,6 +1,7 @@
 -- What the joiner writes: run together as one statement set (one Flink job).
 -- `joiner_output_pt` is output.sql's `joiner_output` plus `pt`, the time it reached
--- the batching (ingestion time, with a watermark batch_interval behind the clock).
+-- the batching: processing time online (batches close on the clock), ingestion time
+-- with a watermark 200 ms behind the clock in a bounded run (jobs/join.py: _bridge).
 
 -- Examples, batched for the trainer: one message holds the examples of one shard
 -- that arrived in one batch_interval, {"v":1,"examples":[{...},...]}, so training

@@ -4,7 +4,7 @@
 -- jobs/join.py passes this view through a Java DataStream (no Python per row) as
 -- `joiner_output_pt`: append-only (Flink 2.0.2's planner calls the keep-first
 -- deduplication in join.sql updating, which a window rejects, although it only ever
--- inserts), plus `pt`, the ingestion time with a watermark, for the batching.
+-- inserts), plus `pt`, the batching's time (insert.sql).
 CREATE TEMPORARY VIEW joiner_output AS
 SELECT
   kind,
