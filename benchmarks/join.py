@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.proc import stat
 from freshet import kafka
 from freshet.broker import EmbeddedBroker
 from freshet.config import Config, load_config
@@ -208,20 +209,17 @@ class ThreadCpu(threading.Thread):
         super().__init__(daemon=True)
         self.last: dict[str, tuple[str, float]] = {}  # tid -> (thread name, CPU s)
         self.base: dict[str, tuple[str, float]] = {}
-        self._tick = os.sysconf("SC_CLK_TCK")
         self._done = threading.Event()
 
     def sample(self) -> None:
         for proc in Path("/proc").glob("[0-9]*"):
             try:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(stat[1]) != os.getpid() or (proc / "exe").resolve().name != "java":
+                if stat(proc / "stat").ppid != os.getpid() or \
+                        (proc / "exe").resolve().name != "java":
                     continue
                 for task in (proc / "task").iterdir():
-                    raw = (task / "stat").read_text()
-                    fields = raw.rsplit(")", 1)[1].split()
-                    name = raw[raw.index("(") + 1:raw.rindex(")")]
-                    self.last[task.name] = (name, (int(fields[11]) + int(fields[12])) / self._tick)
+                    thread = stat(task / "stat")
+                    self.last[task.name] = (thread.name, thread.cpu_s)
             except (OSError, ValueError):
                 continue
 

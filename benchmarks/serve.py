@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.proc import cpu_seconds
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config, load_config
 from freshet.kafka import create_topics, producer
@@ -73,12 +74,6 @@ def random_rows(rng: np.random.Generator, cfg: Config, n: int) -> dict:
         ids = rng.choice(size, min(n, size), replace=False)
         out[slot] = (ids, rng.normal(0, 0.1, (len(ids), dim)).astype(np.float32))
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def get_json(port: int, path: str) -> dict:

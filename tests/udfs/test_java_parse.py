@@ -34,17 +34,23 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _object(payload: bytes) -> dict[str, Any] | None:
+    """The record as a dict when it is a strict JSON object, else None."""
+    try:
+        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def expected(kind: str, payload: bytes) -> tuple[Any, ...]:
     """The row the function must return: (reason, request_id, item_id, user_id, ts, last).
 
     ``last`` is the slots (parsed back from the function's JSON) or the action.
     """
     nulls = (None,) * 5
-    try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return ("not a JSON object", *nulls)
-    if not isinstance(obj, dict):
+    obj = _object(payload)
+    if obj is None:
         return ("not a JSON object", *nulls)
     if "v" in obj and not (type(obj["v"]) is int and obj["v"] == 1):
         return ("v: unsupported schema version", *nulls)
@@ -99,11 +105,8 @@ def run(driver: list[str], cases: list[tuple[str, bytes]]) -> list[tuple[Any, ..
 
 def expected_ts(payload: bytes) -> tuple[int | None]:
     """What record_ts must return: an object's top-level integer ``ts``, else NULL."""
-    try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return (None,)
-    ts = obj.get("ts") if isinstance(obj, dict) else None
+    obj = _object(payload)
+    ts = obj.get("ts") if obj is not None else None
     return (ts if _int64(ts) else None,)
 
 

@@ -91,14 +91,7 @@ final class Json {
 
     /** Which of {@code names} the key string {@code b[s, e)} (quotes included) is, or -1. */
     private static int match(byte[] b, int s, int e, byte[][] names) {
-        boolean escaped = false;
-        for (int i = s + 1; i < e - 1; i++) {
-            if (b[i] == '\\') {
-                escaped = true;
-                break;
-            }
-        }
-        if (escaped) { // rare: "\u0074s" is the key ts too
+        if (hasEscape(b, s, e)) { // rare: "\u0074s" is the key ts too
             String key = decode(b, s, e);
             for (int k = 0; k < names.length; k++) {
                 if (key.equals(new String(names[k], StandardCharsets.UTF_8))) {
