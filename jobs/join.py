@@ -61,10 +61,14 @@ PASSTHROUGH_SQL = ("passthrough.sql",)
 # impression), small memtables keep the delete tombstones that seeks wade through
 # few, and the mini-cluster's default managed memory (RocksDB's cache) is small. A
 # standalone cluster takes taskmanager.memory.* from its own configuration.
+# Object reuse: chained operators hand rows on instead of deep-copying each one (the
+# SQL operators copy what they keep); it took the source + parse + bridge threads from
+# ~5.6 to ~2 CPU s per MovieLens replay. This job has no user functions that keep rows.
 JOINER_FLINK_SETTINGS = {
     "state.backend.rocksdb.use-bloom-filter": "true",
     "state.backend.rocksdb.writebuffer.size": "4mb",
     "taskmanager.memory.managed.size": "512m",
+    "pipeline.object-reuse": "true",
 }
 JOB_NAME = "freshet-join"
 
