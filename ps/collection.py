@@ -156,6 +156,66 @@ class EmbeddingCollection:
         for name, st in state.items():
             self._slot(name).init_rng.bit_generator.state = st
 
+    # -- admission filters in a checkpoint -----------------------------------------
+    # A filter's decisions depend on every sighting before (sketch counters, their
+    # halving, the coin's RNG). A trainer checkpoints them as the filter state at
+    # compaction plus a journal of each later call's sightings, replayed on restore.
+    @property
+    def has_filter_state(self) -> bool:
+        """Whether any slot's filter remembers sightings (not admit-everything)."""
+        return any(not s.filter.admits_all for s in self.slots.values())
+
+    def start_journal(self) -> None:
+        """Journal every filter call from now on (take it with :meth:`drain_journal`)."""
+        for s in self.slots.values():
+            if s.journal is None and not s.filter.admits_all:
+                s.journal = []
+
+    def drain_journal(self) -> pa.RecordBatch | None:
+        """The filter calls since the last drain, in order, one row each: ``slot``,
+        ``sightings`` (list<int64>); None if there were none."""
+        names, calls = [], []
+        for name, s in self.slots.items():
+            if s.journal:
+                names += [name] * len(s.journal)
+                calls += s.journal
+                s.journal = []
+        if not calls:
+            return None
+        return pa.record_batch({"slot": pa.array(names, pa.string()),
+                                "sightings": pa.array(calls, pa.list_(pa.int64()))})
+
+    def replay_journal(self, journal: pa.RecordBatch) -> None:
+        """Apply :meth:`drain_journal`'s calls to the filters again, in order."""
+        slots = journal.column("slot").to_pylist()
+        calls = journal.column("sightings")
+        for k, name in enumerate(slots):
+            self._slot(name).replay(calls[k].values.to_numpy(zero_copy_only=False))
+
+    def filter_state(self) -> pa.RecordBatch:
+        """Every slot's filter (sketch counters, additions, coin RNG) and refusal count,
+        one row per slot (:meth:`load_filter_state` reads it)."""
+        names, sketches, shapes, metas, refused = [], [], [], [], []
+        for name, s in self.slots.items():
+            sketch, meta = s.filter.state()
+            names.append(name)
+            sketches.append(np.ascontiguousarray(sketch).tobytes())
+            shapes.append(list(sketch.shape))
+            metas.append(meta)
+            refused.append(s.filtered)
+        return pa.record_batch({
+            "slot": pa.array(names, pa.string()), "sketch": pa.array(sketches, pa.binary()),
+            "sketch_shape": pa.array(shapes, pa.list_(pa.int64())),
+            "filter": pa.array(metas, pa.string()), "filtered": pa.array(refused, pa.int64()),
+        })
+
+    def load_filter_state(self, state: pa.RecordBatch) -> None:
+        for row in state.to_pylist():
+            s = self._slot(row["slot"])
+            sketch = np.frombuffer(row["sketch"], np.uint8).reshape(row["sketch_shape"])
+            s.filter.load_state(sketch, row["filter"])
+            s.filtered = row["filtered"]
+
     # -- snapshots -----------------------------------------------------------------
     def snapshot(self, path: str | Path) -> None:
         """Write every row (with optimizer state) and the filter state to directory ``path``."""

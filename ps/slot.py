@@ -69,6 +69,8 @@ class EmbeddingSlot:
         self.init_rng = np.random.default_rng(seed)
         self.deleted: list[np.ndarray] = []  # IDs removed since the last drain
         self.filtered = 0  # sightings refused a row (for stats)
+        # The filter's inputs, one array per call, while journaling (None: off).
+        self.journal: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -85,11 +87,20 @@ class EmbeddingSlot:
         if train:
             missing = np.flatnonzero(rows < 0)
             if len(missing):
-                admitted = missing[self.filter.admit(ids[missing])]
+                seen = ids[missing]
+                admitted = missing[self.filter.admit(seen)]
                 self.filtered += len(missing) - len(admitted)
+                if self.journal is not None and not self.filter.admits_all:
+                    self.journal.append(seen)
                 if len(admitted):
                     rows[admitted] = self._create(ids[admitted], now)
         return self.table.rows.gather(rows, self.dim)
+
+    def replay(self, seen: np.ndarray) -> None:
+        """Feed the filter one journaled call's sightings again (a restore: the rows
+        themselves come from the checkpoint), so it decides later IDs as before."""
+        admitted = self.filter.admit(np.asarray(seen, dtype=np.int64))
+        self.filtered += len(admitted) - int(admitted.sum())
 
     def _create(self, ids: np.ndarray, now: float) -> np.ndarray:
         rows, new = self.table.insert(ids)

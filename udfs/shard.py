@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from freshet.config import Config
 from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError
@@ -63,6 +64,7 @@ class ShardWorker:
         self.watermark_ms = 0
         self.log_len = 0
         self.synced_len = 0
+        self.batches = 0  # trained since the last compaction
         self.window = 0
         self.last_sparse_sync = self.last_dense_sync = time.monotonic()
         self.restore_s = 0.0
@@ -73,6 +75,7 @@ class ShardWorker:
             self._load_snapshot(Path(start_snapshot) / f"shard-{shard}")
             self._compact()  # the snapshot's rows must be in the checkpointed log
             self._save_meta()
+        self.trainer.tables.start_journal()
         self.restore_s = time.perf_counter() - t
         self.restored_examples = self.trainer.ledger.examples  # trained before this start
         self._announced = False
@@ -106,14 +109,17 @@ class ShardWorker:
             # deleted, so the log and the params topic both carry the deletion.
             self.trainer.tables.evict_expired(self.watermark_ms / 1000.0)
         delta = self.trainer.tables.drain_delta(with_optimizer_state=True)
-        self.state.append_log(to_ipc(delta))
-        self.log_len += 1
+        self._append_log(delta)
+        journal = self.trainer.tables.drain_journal()
+        if journal is not None:
+            self._append_log(journal)
+        self.batches += 1
         self.sparse.add(delta)
         if sync_due:
             out.extend(self.sync_sparse())
         if now - self.last_dense_sync >= self.cfg.sync.dense_sync_interval_s:
             out.extend(self.sync_dense())
-        if self.log_len >= self.cfg.train.compact_every:
+        if self.batches >= self.cfg.train.compact_every:
             out.extend(self.sync_sparse())  # compaction drops per-batch entries: sync first
             self._compact()
         if self.trainer.eval.window_full():
@@ -195,16 +201,26 @@ class ShardWorker:
     # -- state ------------------------------------------------------------------------
     def _save_meta(self) -> None:
         extra = {
-            "log_len": self.log_len, "synced_len": self.synced_len, "window": self.window,
+            "log_len": self.log_len, "synced_len": self.synced_len, "batches": self.batches,
+            "window": self.window,
             "watermark_ms": self.watermark_ms, "sparse_seq": self.versions.sparse,
             "dense_seq": self.versions.dense, "rng": self.trainer.tables.init_state(),
         }
         self.state.put_meta(pack_meta(self.trainer.dense_state(), extra))
 
+    def _append_log(self, entry: pa.RecordBatch) -> None:
+        self.state.append_log(to_ipc(entry))
+        self.log_len += 1
+
     def _compact(self) -> None:
-        chunks = [to_ipc(b) for b in self.trainer.tables.iter_rows()]
+        """Replace the log by a snapshot: every row, then the filters' state."""
+        tables = self.trainer.tables
+        chunks = [to_ipc(b) for b in tables.iter_rows()]
+        if tables.has_filter_state:
+            chunks.append(to_ipc(tables.filter_state()))
         self.state.replace_log(chunks)
         self.log_len = self.synced_len = len(chunks)
+        self.batches = 0
 
     def _restore(self) -> None:
         arrays, extra = unpack_meta(self.state.meta())
@@ -212,17 +228,25 @@ class ShardWorker:
         tables = self.trainer.tables
         entries = 0
         for i, blob in enumerate(self.state.log()):
-            rows = from_ipc(blob)
-            tables.apply(rows, with_optimizer_state=True)
-            if i >= extra["synced_len"]:
-                self.sparse.add(rows)  # touched after the last sync: still to be sent
+            entry = from_ipc(blob)
             entries += 1
+            # Three kinds of entry (see _compact, process), told apart by their columns.
+            if "sketch" in entry.schema.names:
+                tables.load_filter_state(entry)
+                continue
+            if "sightings" in entry.schema.names:
+                tables.replay_journal(entry)
+                continue
+            tables.apply(entry, with_optimizer_state=True)
+            if i >= extra["synced_len"]:
+                self.sparse.add(entry)  # touched after the last sync: still to be sent
         if entries != extra["log_len"]:
             raise RuntimeError(f"shard {self.shard}: log has {entries} entries, meta says "
                                f"{extra['log_len']}")
         tables.drain_delta()  # restored rows are not news
         tables.set_init_state(extra["rng"])
         self.log_len, self.synced_len = extra["log_len"], extra["synced_len"]
+        self.batches = extra.get("batches", 0)
         self.window, self.watermark_ms = extra["window"], extra["watermark_ms"]
         self.versions = Versions(extra["sparse_seq"], extra["dense_seq"])
 

@@ -2,10 +2,12 @@
 
 Two entries per shard key:
 
-- ``log`` (list state of Arrow IPC blobs): a snapshot of every row (in chunks) followed
-  by one entry per trained batch holding the rows that batch touched, with their
-  optimizer state. Appending is cheap; every ``compact_every`` batches the log is
-  replaced by a fresh snapshot, so a restore replays a bounded log.
+- ``log`` (list state of Arrow IPC blobs): a snapshot of every row (in chunks) and of
+  the admission filters, followed by one entry per trained batch holding the rows that
+  batch touched, with their optimizer state (and, when a slot has a filter, an entry
+  with that batch's filter calls, replayed on restore). Appending is cheap; every
+  ``compact_every`` batches the log is replaced by a fresh snapshot, so a restore
+  replays a bounded log.
 - ``meta`` (value state, one ``.npz`` blob, overwritten per batch): dense weights and
   Adam state, evaluation histograms, the ledger, sync sequence numbers, the row
   initialisers' RNG state, and the log bookkeeping.

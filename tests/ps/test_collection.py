@@ -136,6 +136,34 @@ def test_snapshot_restore_keeps_rows_state_and_filters(tmp_path: Path) -> None:
     assert back.lookup("u", np.array([123_456])).any()  # its earlier sighting survived
 
 
+def test_filter_state_plus_replayed_journal_gives_the_same_filters() -> None:
+    # What a trainer checkpoint holds: the filters' state once, then each later call's
+    # sightings. Rebuilt that way, the filters must decide every future ID as before.
+    slots = [SlotConfig("u", dim=2, min_count=3, filter_width=64),  # halves every 32
+             SlotConfig("p", dim=2, admit_prob=0.4), SlotConfig("all", dim=2)]
+    live, rebuilt = EmbeddingCollection(slots, seed=3), EmbeddingCollection(slots, seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        for name in ("u", "p", "all"):
+            live.pull(name, rng.integers(0, 300, 40), now=0.0)
+    assert live.drain_journal() is None  # not journaling yet
+    rebuilt.load_filter_state(pa.RecordBatch.from_pylist(live.filter_state().to_pylist()))
+    live.start_journal()
+    for _ in range(6):
+        for name in ("u", "p", "all"):
+            live.pull(name, rng.integers(0, 300, 40), now=0.0)
+    journal = live.drain_journal()
+    assert set(journal.column("slot").to_pylist()) == {"u", "p"}  # "all" keeps no state
+    rebuilt.replay_journal(journal)
+    assert live.drain_journal() is None
+    for name in ("u", "p"):
+        a, b = live.slots[name], rebuilt.slots[name]
+        assert a.filter.state()[1] == b.filter.state()[1] and a.filtered == b.filtered > 0
+        np.testing.assert_array_equal(a.filter.state()[0], b.filter.state()[0])
+        future = rng.integers(0, 300, 100)
+        np.testing.assert_array_equal(a.filter.admit(future), b.filter.admit(future))
+
+
 def test_restore_rejects_mismatched_dims(tmp_path: Path) -> None:
     EmbeddingCollection([SlotConfig("u", dim=4)]).snapshot(tmp_path)
     with pytest.raises(ValueError, match="dim"):

@@ -59,6 +59,39 @@ def test_restore_from_a_checkpoint_continues_exactly(streams: SimpleNamespace) -
         np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=1e-7, err_msg=str(k))
 
 
+def test_restore_keeps_the_admission_filters(streams: SimpleNamespace) -> None:
+    # Occurrence and probabilistic filters: which IDs get a row depends on every earlier
+    # sighting (sketch counters, their halving, the coin's RNG), so a restore must bring
+    # the filters back exactly or the restored trainer admits different IDs.
+    base = make_cfg(streams, sync_s=1e9)
+    slots = [dataclasses.replace(s, min_count=3, filter_width=256) if s.name == "user_id"
+             else dataclasses.replace(s, admit_prob=0.3) if s.name == "item_id" else s
+             for s in base.model.slots]
+    cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, slots=slots))
+    msgs = streams.messages(streams.examples(1400, seed=2, users=400, items=600), size=100)
+    state = MemoryState()
+    a = ShardWorker(cfg, 0, state)
+    checkpoint = None
+    for i, m in enumerate(msgs):
+        a.process(m)
+        if i == 5:  # after a compaction (every 4 batches) and two more batches
+            checkpoint = copy.deepcopy(state)
+    b = ShardWorker(cfg, 0, checkpoint)
+    for m in msgs[6:]:
+        b.process(m)
+    for name in ("user_id", "item_id"):
+        fa, fb = a.trainer.tables.slots[name].filter, b.trainer.tables.slots[name].filter
+        assert fa.state()[1] == fb.state()[1], name  # sketch additions and coin RNG
+        np.testing.assert_array_equal(fb.state()[0], fa.state()[0], err_msg=name)
+        assert b.trainer.tables.slots[name].filtered == a.trainer.tables.slots[name].filtered
+    assert a.trainer.tables.slots["user_id"].filtered > 0  # the filters did refuse IDs
+    assert a.trainer.tables.slots["item_id"].filtered > 0
+    ra, rb = table_rows(a.trainer.tables), table_rows(b.trainer.tables)
+    assert ra.keys() == rb.keys()
+    for k in ra:
+        np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=1e-7, err_msg=str(k))
+
+
 def test_each_sparse_delta_holds_exactly_the_rows_that_changed(streams: SimpleNamespace) -> None:
     cfg = make_cfg(streams, sync_s=0.0, compact_every=1000)  # sync after every batch
     w = ShardWorker(cfg, 0, MemoryState())
