@@ -36,7 +36,7 @@ import numpy as np
 
 from freshet.config import SlotConfig
 from ps import EmbeddingCollection
-from ps.table.cuckoo import BUCKET
+from ps.table.cuckoo import _ROW, BUCKET
 
 
 def rss_bytes() -> int:
@@ -61,11 +61,11 @@ def numpy_probe(buckets: np.ndarray, n_buckets: int, seed: np.uint64, ids: np.nd
     rows = np.full(len(ids), -1, np.int64)
     h0 = (x & mask).astype(np.int64)
     h1 = n_buckets + ((x >> np.uint64(32)) & mask).astype(np.int64)
+    rows32 = buckets.view(np.int32)
     for home in (h0, h1):
-        lines = buckets[home]  # (n, 8): 4 keys, 4 rows
-        hit = lines[:, :BUCKET] == ids[:, None]
+        hit = buckets[home, :BUCKET] == ids[:, None]  # (n, 5): the line's keys
         found = hit.any(axis=1)
-        rows[found] = lines[found, BUCKET + hit[found].argmax(axis=1)]
+        rows[found] = rows32[home[found], _ROW + hit[found].argmax(axis=1)]
     return rows
 
 

@@ -1,10 +1,15 @@
-"""Collisionless embedding table: bucketized cuckoo hashing (2 tables x 4-slot buckets).
+"""Collisionless embedding table: bucketized cuckoo hashing (2 tables x 5-slot buckets).
 
-Index layout: one int64 array of ``2 * n_buckets`` buckets, each one 64-byte cache
-line holding 4 keys and the 4 row numbers that go with them::
+Index layout: ``2 * n_buckets`` buckets, each one 64-byte cache line holding 5 int64
+keys and the 5 int32 row numbers that go with them::
 
-    bucket b:  [ key0 key1 key2 key3 | row0 row1 row2 row3 ]     (8 x int64 = 64 B)
+    bucket b:  [ key0 .. key4 (5 x int64) | row0 .. row4 (5 x int32) | pad ]   (64 B)
     buckets:   [ T0: 0 .. n_buckets-1 | T1: n_buckets .. 2*n_buckets-1 ]
+
+(The kernels see one line as 8 int64 words for the keys and, through an int32 view of
+the same memory, 16 int32 words, the rows at 10..14.) 12.8 index bytes per slot
+instead of 16 with int64 rows: right after the index doubles (load ~0.48) that is
+what keeps the table within 1.3x its raw bytes (docs/ps.md).
 
 An ID lives in one of two buckets: ``h0 = low 32 bits of mix64(id ^ seed)`` in T0
 or ``h1 = high 32 bits`` in T1 (both masked to ``n_buckets - 1``). A lookup reads at
@@ -12,13 +17,13 @@ most two cache lines, then the ID's row in the :class:`RowStore`. An insert take
 any empty slot in either bucket; if both are full it evicts a pseudo-randomly
 chosen occupant to its bucket in the other table, and so on (a random walk of at
 most ``max_kicks`` moves). A walk that fails (a cycle, or the table is simply
-full) doubles ``n_buckets`` and rehashes. With 4-slot buckets walks rarely fail
+full) doubles ``n_buckets`` and rehashes. With 5-slot buckets walks rarely fail
 below ~95% load, so the table grows late and stays dense. Full keys are stored,
 so two distinct IDs never share a slot, hence never share a row.
 
 Examples
 --------
->>> t = CuckooTable(width=2, initial_buckets=1)   # 8 slots: forces growth below
+>>> t = CuckooTable(width=2, initial_buckets=1)   # 10 slots: forces growth below
 >>> rows, new = t.insert(np.arange(100))
 >>> len(t), len(new), t.stats()["grows"] > 0
 (100, 100, True)
@@ -38,8 +43,10 @@ from ps.table.base import Table, check_ids
 from ps.table.prefetch import prefetch
 from ps.table.rows import EMPTY_ID, RowStore
 
-BUCKET = 4  # slots per bucket, as libcuckoo
-_LINE = 2 * BUCKET  # int64 words per bucket: keys then rows
+BUCKET = 5  # slots per bucket (one cache line)
+_LINE = 8  # int64 words per bucket
+_ROW = 10  # int32 word of row 0 in a bucket (after the 5 keys' 10 int32 words)
+MAX_ROWS = 2**31 - 1  # row numbers are int32
 _AHEAD = 8  # pipeline distance: keys whose cache lines are in flight
 _MASK32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -54,20 +61,20 @@ def _homes(key: np.int64, seed: np.uint64, n_buckets: np.int64) -> tuple[np.int6
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _probe(buckets, b0, b1, key):  # noqa: ANN001, ANN202 - numba helper
+def _probe(buckets, rows32, b0, b1, key):  # noqa: ANN001, ANN202 - numba helper
     """Row of ``key`` in buckets b0/b1, or -1 (reads both lines: no branch to mispredict)."""
-    r = -1
+    r = np.int64(-1)
     for j in range(BUCKET):
         if buckets[b0, j] == key:
-            r = buckets[b0, BUCKET + j]
+            r = np.int64(rows32[b0, _ROW + j])
     for j in range(BUCKET):
         if buckets[b1, j] == key:
-            r = buckets[b1, BUCKET + j]
+            r = np.int64(rows32[b1, _ROW + j])
     return r
 
 
 @njit(cache=True, nogil=True)
-def _find(buckets, n_buckets, seed, ids, out):  # noqa: ANN001 - numba kernel
+def _find(buckets, rows32, n_buckets, seed, ids, out):  # noqa: ANN001 - numba kernel
     """out[i] = row of ids[i] or -1. Pipelined: hash and prefetch _AHEAD keys early."""
     n = ids.shape[0]
     homes = np.empty((n, 2), np.int64)
@@ -79,11 +86,11 @@ def _find(buckets, n_buckets, seed, ids, out):  # noqa: ANN001 - numba kernel
             prefetch(buckets, b1)
         i = t - _AHEAD
         if i >= 0:
-            out[i] = _probe(buckets, homes[i, 0], homes[i, 1], ids[i])
+            out[i] = _probe(buckets, rows32, homes[i, 0], homes[i, 1], ids[i])
 
 
 @njit(cache=True, nogil=True)
-def _lookup(buckets, n_buckets, seed, ids, values, dim, out):  # noqa: ANN001
+def _lookup(buckets, rows32, n_buckets, seed, ids, values, dim, out):  # noqa: ANN001
     """out[i] = values[row of ids[i], :dim] or zeros; a 3-stage pipeline of _AHEAD keys:
     hash + prefetch buckets, probe + prefetch row, copy row."""
     n = ids.shape[0]
@@ -97,7 +104,7 @@ def _lookup(buckets, n_buckets, seed, ids, values, dim, out):  # noqa: ANN001
             prefetch(buckets, b1)
         i = t - _AHEAD
         if 0 <= i < n:
-            r = _probe(buckets, homes[i, 0], homes[i, 1], ids[i])
+            r = _probe(buckets, rows32, homes[i, 0], homes[i, 1], ids[i])
             rows[i] = r
             if r >= 0:
                 prefetch(values, r)
@@ -113,7 +120,7 @@ def _lookup(buckets, n_buckets, seed, ids, values, dim, out):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True)
-def _place(buckets, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN001
+def _place(buckets, rows32, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN001
     """Insert absent, distinct ``ids[start:]`` with their ``rows``.
 
     Returns ``(-1, 0, 0)`` when all settled, else ``(i, key, row)``: the walk for
@@ -131,7 +138,7 @@ def _place(buckets, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN0
                 for j in range(BUCKET):
                     if buckets[b, j] == EMPTY_ID:
                         buckets[b, j] = k
-                        buckets[b, BUCKET + j] = r
+                        rows32[b, _ROW + j] = r
                         settled = True
                         break
                 if settled:
@@ -141,9 +148,9 @@ def _place(buckets, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN0
             # Both buckets full: evict a pseudo-random occupant of this side's bucket;
             # it moves to its bucket in the other table on the next step.
             b = b0 if side == 0 else b1
-            j = np.int64(mix64(np.uint64(k) + np.uint64(kick)) & np.uint64(BUCKET - 1))
+            j = np.int64(mix64(np.uint64(k) + np.uint64(kick)) % np.uint64(BUCKET))
             k, buckets[b, j] = buckets[b, j], k
-            r, buckets[b, BUCKET + j] = buckets[b, BUCKET + j], r
+            r, rows32[b, _ROW + j] = np.int64(rows32[b, _ROW + j]), r
             side = 1 - side
         if not settled:
             return i, k, r
@@ -151,7 +158,7 @@ def _place(buckets, n_buckets, seed, ids, rows, start, max_kicks):  # noqa: ANN0
 
 
 @njit(cache=True, nogil=True)
-def _delete(buckets, n_buckets, seed, ids, out):  # noqa: ANN001
+def _delete(buckets, rows32, n_buckets, seed, ids, out):  # noqa: ANN001
     for i in range(ids.shape[0]):
         k = ids[i]
         b0, b1 = _homes(k, seed, n_buckets)
@@ -159,19 +166,21 @@ def _delete(buckets, n_buckets, seed, ids, out):  # noqa: ANN001
         for b in (b0, b1):
             for j in range(BUCKET):
                 if buckets[b, j] == k:
-                    out[i] = buckets[b, BUCKET + j]
+                    out[i] = rows32[b, _ROW + j]
                     buckets[b, j] = EMPTY_ID
-                    buckets[b, BUCKET + j] = -1
+                    rows32[b, _ROW + j] = -1
 
 
-def _line_aligned_buckets(n: int) -> np.ndarray:
-    """(n, 8) int64 starting on a 64-byte boundary, so each bucket is one cache line."""
+def _line_aligned_buckets(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` empty buckets starting on a 64-byte boundary (one cache line each), as
+    ``(keys, rows32)``: (n, 8) int64 and an (n, 16) int32 view of the same memory."""
     raw = np.empty(n * _LINE + _LINE, dtype=np.int64)
     skip = (-raw.ctypes.data % 64) // 8
-    out = raw[skip : skip + n * _LINE].reshape(n, _LINE)
-    out[:, :BUCKET] = EMPTY_ID
-    out[:, BUCKET:] = -1
-    return out
+    keys = raw[skip : skip + n * _LINE].reshape(n, _LINE)
+    rows32 = keys.view(np.int32)
+    rows32[:, 2 * BUCKET :] = -1
+    keys[:, :BUCKET] = EMPTY_ID
+    return keys, rows32
 
 
 class CuckooTable(Table):
@@ -204,7 +213,11 @@ class CuckooTable(Table):
 
     def _alloc_index(self, n_buckets: int) -> None:
         self.n_buckets = n_buckets
-        self._buckets = _line_aligned_buckets(2 * n_buckets)
+        self._buckets, self._rows32 = _line_aligned_buckets(2 * n_buckets)
+
+    def _index_rows(self) -> np.ndarray:
+        """Every slot's row number (-1 if empty), in the order of ``_buckets[:, :BUCKET]``."""
+        return self._rows32[:, _ROW : _ROW + BUCKET].astype(np.int64).ravel()
 
     @property
     def slots(self) -> int:
@@ -221,13 +234,14 @@ class CuckooTable(Table):
     def find(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
         out = np.empty(len(ids), dtype=np.int64)
-        _find(self._buckets, self.n_buckets, self.seed, ids, out)
+        _find(self._buckets, self._rows32, self.n_buckets, self.seed, ids, out)
         return out
 
     def lookup(self, ids: np.ndarray, dim: int) -> np.ndarray:
         ids = check_ids(ids)
         out = np.empty((len(ids), dim), dtype=np.float32)
-        _lookup(self._buckets, self.n_buckets, self.seed, ids, self.rows.values, dim, out)
+        _lookup(self._buckets, self._rows32, self.n_buckets, self.seed, ids,
+                self.rows.values, dim, out)
         return out
 
     def insert(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +251,8 @@ class CuckooTable(Table):
         if not missing.any():
             return rows, np.empty(0, dtype=np.int64)
         new_ids, inverse = np.unique(ids[missing], return_inverse=True)
+        if self.rows.high_water + len(new_ids) > MAX_ROWS:
+            raise OverflowError(f"a cuckoo table holds at most {MAX_ROWS} rows")
         new_rows = self.rows.alloc(len(new_ids))
         self.rows.ids[new_rows] = new_ids
         self._place_all(new_ids, new_rows)
@@ -246,7 +262,7 @@ class CuckooTable(Table):
     def delete(self, ids: np.ndarray) -> np.ndarray:
         ids = check_ids(ids)
         out = np.empty(len(ids), dtype=np.int64)
-        _delete(self._buckets, self.n_buckets, self.seed, ids, out)
+        _delete(self._buckets, self._rows32, self.n_buckets, self.seed, ids, out)
         hit = out >= 0
         self._count -= int(hit.sum())
         self.rows.release(out[hit])
@@ -256,9 +272,8 @@ class CuckooTable(Table):
     def _place_all(self, ids: np.ndarray, rows: np.ndarray) -> None:
         start = 0
         while True:
-            i, key, row = _place(
-                self._buckets, self.n_buckets, self.seed, ids, rows, start, self.max_kicks
-            )
+            i, key, row = _place(self._buckets, self._rows32, self.n_buckets, self.seed,
+                                 ids, rows, start, self.max_kicks)
             if i < 0:
                 self._count += len(ids) - start
                 return
@@ -271,14 +286,15 @@ class CuckooTable(Table):
         keys = self._buckets[:, :BUCKET].ravel()
         occupied = keys != EMPTY_ID
         ids = np.append(keys[occupied], np.int64(homeless[0]))
-        rows = np.append(self._buckets[:, BUCKET:].ravel()[occupied], np.int64(homeless[1]))
+        rows = np.append(self._index_rows()[occupied], np.int64(homeless[1]))
         self._rehash(2 * self.n_buckets, ids, rows)
 
     def _rehash(self, n_buckets: int, ids: np.ndarray, rows: np.ndarray) -> None:
         """Rebuild the index with ``n_buckets`` per side, doubling again on failure."""
         while True:
             self._alloc_index(n_buckets)
-            i, _, _ = _place(self._buckets, n_buckets, self.seed, ids, rows, 0, self.max_kicks)
+            i, _, _ = _place(self._buckets, self._rows32, n_buckets, self.seed, ids, rows, 0,
+                             self.max_kicks)
             if i < 0:
                 break
             n_buckets *= 2

@@ -55,13 +55,13 @@ def test_matches_dict_model(ops: list, buckets: int, kicks: int) -> None:
 
 
 def test_forced_cycle_grows_table() -> None:
-    # One bucket per side: 8 slots shared by every key, so the 9th key must cycle.
+    # One bucket per side: 10 slots shared by every key, so the 11th key must cycle.
     table = CuckooTable(width=1, initial_buckets=1)
-    table.insert(np.arange(8))
+    table.insert(np.arange(10))
     assert table.stats()["grows"] == 0 and table.stats()["load_factor"] == 1.0
-    table.insert(np.array([8]))
+    table.insert(np.array([10]))
     assert table.stats()["grows"] == 1 and table.grow_loads == [1.0]
-    assert (table.find(np.arange(9)) >= 0).all()
+    assert (table.find(np.arange(11)) >= 0).all()
 
 
 def test_grows_only_when_dense() -> None:
