@@ -34,9 +34,9 @@ def table_rows(coll: EmbeddingCollection) -> dict[tuple[str, int], np.ndarray]:
     return out
 
 
-def test_restore_from_a_checkpoint_continues_exactly(streams: SimpleNamespace) -> None:
-    cfg = make_cfg(streams, sync_s=1e9)
-    msgs = streams.messages(streams.examples(1400, seed=1), size=100)
+def run_and_restart(cfg: Config, msgs: list[bytes]) -> tuple[ShardWorker, ShardWorker]:
+    """``a`` trains every message; ``b`` starts from a's checkpoint after batch 5 ("kill
+    -9" later, restart from there) and trains the rest."""
     state = MemoryState()
     a = ShardWorker(cfg, 0, state)
     checkpoint = None
@@ -44,19 +44,29 @@ def test_restore_from_a_checkpoint_continues_exactly(streams: SimpleNamespace) -
         a.process(m)
         if i == 5:  # after a compaction (every 4 batches) and two more batches
             checkpoint = copy.deepcopy(state)
-    b = ShardWorker(cfg, 0, checkpoint)  # "kill -9" after batch 13, restart from batch 5
-    assert b.trainer.ledger.examples == 600
+    b = ShardWorker(cfg, 0, checkpoint)
+    assert b.trainer.ledger.examples == sum(len(json.loads(m)["examples"]) for m in msgs[:6])
     for m in msgs[6:]:
         b.process(m)
+    return a, b
+
+
+def assert_same_rows(a: EmbeddingCollection, b: EmbeddingCollection) -> None:
+    ra, rb = table_rows(a), table_rows(b)
+    assert ra.keys() == rb.keys()
+    for k in ra:
+        np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=1e-7, err_msg=str(k))
+
+
+def test_restore_from_a_checkpoint_continues_exactly(streams: SimpleNamespace) -> None:
+    cfg = make_cfg(streams, sync_s=1e9)
+    a, b = run_and_restart(cfg, streams.messages(streams.examples(1400, seed=1), size=100))
     assert b.trainer.ledger == a.trainer.ledger  # every example once, none twice
     assert b.trainer.eval.auc() == a.trainer.eval.auc()
     for k, v in a.trainer.dense_state().items():
         np.testing.assert_allclose(b.trainer.dense_state()[k], v, rtol=1e-5, atol=1e-7,
                                    err_msg=k)
-    ra, rb = table_rows(a.trainer.tables), table_rows(b.trainer.tables)
-    assert ra.keys() == rb.keys()
-    for k in ra:
-        np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=1e-7, err_msg=str(k))
+    assert_same_rows(a.trainer.tables, b.trainer.tables)
 
 
 def test_restore_keeps_the_admission_filters(streams: SimpleNamespace) -> None:
@@ -69,16 +79,7 @@ def test_restore_keeps_the_admission_filters(streams: SimpleNamespace) -> None:
              for s in base.model.slots]
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, slots=slots))
     msgs = streams.messages(streams.examples(1400, seed=2, users=400, items=600), size=100)
-    state = MemoryState()
-    a = ShardWorker(cfg, 0, state)
-    checkpoint = None
-    for i, m in enumerate(msgs):
-        a.process(m)
-        if i == 5:  # after a compaction (every 4 batches) and two more batches
-            checkpoint = copy.deepcopy(state)
-    b = ShardWorker(cfg, 0, checkpoint)
-    for m in msgs[6:]:
-        b.process(m)
+    a, b = run_and_restart(cfg, msgs)
     for name in ("user_id", "item_id"):
         fa, fb = a.trainer.tables.slots[name].filter, b.trainer.tables.slots[name].filter
         assert fa.state()[1] == fb.state()[1], name  # sketch additions and coin RNG
@@ -86,10 +87,7 @@ def test_restore_keeps_the_admission_filters(streams: SimpleNamespace) -> None:
         assert b.trainer.tables.slots[name].filtered == a.trainer.tables.slots[name].filtered
     assert a.trainer.tables.slots["user_id"].filtered > 0  # the filters did refuse IDs
     assert a.trainer.tables.slots["item_id"].filtered > 0
-    ra, rb = table_rows(a.trainer.tables), table_rows(b.trainer.tables)
-    assert ra.keys() == rb.keys()
-    for k in ra:
-        np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=1e-7, err_msg=str(k))
+    assert_same_rows(a.trainer.tables, b.trainer.tables)
 
 
 def test_each_sparse_delta_holds_exactly_the_rows_that_changed(streams: SimpleNamespace) -> None:
