@@ -55,6 +55,8 @@ BRIDGES = {
 # How far the batching's ingestion-time watermark trails the wall clock.
 INGEST_WATERMARK_DELAY_S = 0.2
 PASSTHROUGH_SQL = ("passthrough.sql",)
+# The benchmark's second baseline: the joiner's sources and parsing alone.
+PARSE_ONLY_SQL = ("functions.sql", "tables.sql", "parse.sql", "parse_only.sql")
 # On top of freshet.flink's settings. The interval join's RocksDB state dominates the
 # joiner's CPU (docs/joiner.md); these cut it by roughly a quarter in our runs (noisy,
 # shared machine): bloom filters answer the many lookups of absent keys (every new

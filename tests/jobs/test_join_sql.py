@@ -22,7 +22,7 @@ def _cfg(**joiner: object) -> Config:
 def test_every_placeholder_has_a_value_online_and_bounded() -> None:
     bounds = join.Bounds(stop={"features": {0: 5, 1: 7}, "actions": {0: 3}})
     for b in (None, bounds):
-        for files in (join.JOINER_SQL, join.PASSTHROUGH_SQL):
+        for files in (join.JOINER_SQL, join.PASSTHROUGH_SQL, join.PARSE_ONLY_SQL):
             stmts = join.load_sql(_cfg(), files, b)
             assert stmts and not any("${" in s for _, s in stmts)
     text = "\n".join(s for _, s in join.load_sql(_cfg(), join.JOINER_SQL, bounds))
