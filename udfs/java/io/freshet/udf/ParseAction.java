@@ -1,9 +1,7 @@
 package io.freshet.udf;
 
-import java.util.Arrays;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.FunctionHint;
-import org.apache.flink.table.data.GenericRowData;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.TableFunction;
@@ -31,9 +29,7 @@ public final class ParseAction extends TableFunction<RowData> {
             @DataTypeHint(value = "STRING", bridgedTo = StringData.class) StringData payload,
             String actionTypes) {
         if (fields == null) {
-            String[] names = Arrays.copyOf(Record.COMMON, ACTION + 1);
-            names[ACTION] = "action";
-            fields = new Json.Fields(names);
+            fields = Record.fields("action");
         }
         if (!actionTypes.equals(typesText)) { // a literal: split once
             typesText = actionTypes;
@@ -60,11 +56,6 @@ public final class ParseAction extends TableFunction<RowData> {
                 r.reason = "action: missing or not one of " + String.join("/", types);
             }
         }
-        if (r.reason != null) {
-            collect(GenericRowData.of(StringData.fromString(r.reason), null, null, null, null,
-                    null));
-        } else {
-            collect(GenericRowData.of(null, r.requestId, r.itemId, r.userId, r.ts, action));
-        }
+        collect(r.row(action));
     }
 }

@@ -2,7 +2,6 @@ package io.freshet.udf;
 
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.annotation.FunctionHint;
-import org.apache.flink.table.data.GenericRowData;
 import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.data.StringData;
 import org.apache.flink.table.functions.TableFunction;
@@ -26,9 +25,7 @@ public final class ParseImpression extends TableFunction<RowData> {
     public void eval(@DataTypeHint(value = "STRING", bridgedTo = StringData.class)
             StringData payload) {
         if (fields == null) {
-            String[] names = java.util.Arrays.copyOf(Record.COMMON, SLOTS + 1);
-            names[SLOTS] = "slots";
-            fields = new Json.Fields(names);
+            fields = Record.fields("slots");
         }
         Record r = Record.check(payload, fields);
         byte[] slots = null;
@@ -39,12 +36,6 @@ public final class ParseImpression extends TableFunction<RowData> {
                 r.reason = "slots: missing, or not an object of integer ID lists";
             }
         }
-        if (r.reason != null) {
-            collect(GenericRowData.of(StringData.fromString(r.reason), null, null, null, null,
-                    null));
-        } else {
-            collect(GenericRowData.of(null, r.requestId, r.itemId, r.userId, r.ts,
-                    StringData.fromBytes(slots)));
-        }
+        collect(r.row(slots == null ? null : StringData.fromBytes(slots)));
     }
 }

@@ -1,6 +1,8 @@
 package io.freshet.udf;
 
 import java.util.Arrays;
+import org.apache.flink.table.data.GenericRowData;
+import org.apache.flink.table.data.RowData;
 import org.apache.flink.table.data.StringData;
 
 /**
@@ -30,6 +32,24 @@ final class Record {
     private Record(byte[] bytes, Json.Fields fields) {
         this.bytes = bytes;
         this.fields = fields;
+    }
+
+    /** The common fields then {@code last} (at index {@code COMMON.length}), for a scan. */
+    static Json.Fields fields(String last) {
+        String[] names = Arrays.copyOf(COMMON, COMMON.length + 1);
+        names[COMMON.length] = last;
+        return new Json.Fields(names);
+    }
+
+    /**
+     * A parse function's output row: {@code (reason, request_id, item_id, user_id, ts,
+     * last)}, with only the reason set when the record is invalid.
+     */
+    RowData row(Object last) {
+        if (reason != null) {
+            return GenericRowData.of(StringData.fromString(reason), null, null, null, null, null);
+        }
+        return GenericRowData.of(null, requestId, itemId, userId, ts, last);
     }
 
     /** Scans {@code payload} and checks the common fields; {@code reason} is null if valid. */
