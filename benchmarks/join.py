@@ -132,17 +132,26 @@ class CheckpointWatch(threading.Thread):
         self.join()
 
 
+def baseline_rate(cfg: Config, bounds: Bounds, files: tuple[str, ...], name: str,
+                  events: int) -> float:
+    """Run a baseline job that writes one examples record per input event; its rate."""
+    start = kafka.end_offsets(cfg, cfg.topics.name("examples"))
+    t0 = time.time()
+    run(cfg, bounds, files=files, job_name=f"freshet-{name}")
+    out = outputs(cfg, "examples", start)
+    if len(out) != events:
+        raise RuntimeError(f"{name} wrote {len(out)} records, not {events}")
+    print(f"{name}: {len(out)} records in {time.time() - t0:.1f}s", file=sys.stderr)
+    return span_rate(events, [ts for ts, _ in out])
+
+
 def benchmark(cfg: Config, bad: int, repeat: int = 1) -> dict[str, object]:
     events, expected_pos, expected_neg = produce(cfg, bad, repeat)
     stop = {t: kafka.end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
     bounds = Bounds(stop=stop)
     print(f"produced {events} events; input ends {stop}", file=sys.stderr, flush=True)
 
-    t0 = time.time()
-    run(cfg, bounds, files=PASSTHROUGH_SQL, job_name="freshet-passthrough")
-    copied = outputs(cfg, "examples", {})
-    passthrough_rate = span_rate(events, [ts for ts, _ in copied])
-    print(f"passthrough: {len(copied)} records in {time.time() - t0:.1f}s", file=sys.stderr)
+    passthrough_rate = baseline_rate(cfg, bounds, PASSTHROUGH_SQL, "passthrough", events)
 
     after_copy = kafka.end_offsets(cfg, cfg.topics.name("examples"))
     watch = CheckpointWatch(cfg.path(cfg.flink.checkpoint_dir))
@@ -162,14 +171,8 @@ def benchmark(cfg: Config, bad: int, repeat: int = 1) -> dict[str, object]:
     stamps = [ts for ts, _ in batches + dead]
     first = min(ts for ts, _ in batches) / 1000 - t0 if batches else float("nan")
 
-    warm = {}
-    for name, files in (("passthrough", PASSTHROUGH_SQL), ("parse_only", PARSE_ONLY_SQL)):
-        start = kafka.end_offsets(cfg, cfg.topics.name("examples"))
-        run(cfg, bounds, files=files, job_name=f"freshet-{name}-warm")
-        out = outputs(cfg, "examples", start)
-        if len(out) != events:
-            raise RuntimeError(f"{name} (warm) wrote {len(out)} records, not {events}")
-        warm[name] = span_rate(events, [ts for ts, _ in out])
+    warm = {name: baseline_rate(cfg, bounds, files, f"{name}-warm", events)
+            for name, files in (("passthrough", PASSTHROUGH_SQL), ("parse_only", PARSE_ONLY_SQL))}
     return {
         "events": events,
         "events_per_s": round(span_rate(events, stamps)),
