@@ -39,7 +39,7 @@ def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
     (11 DeepFM and 5 LR settings, docs/training.md), as River's figures are."""
     deepfm = ModelConfig(
         model_id="deepfm", kind="deepfm", hidden=[64, 32], dense_learning_rate=0.001,
-        first_order_scale=3.0,
+        first_order_scale=5.0,
         slots=[SlotConfig(s, dim=dim, learning_rate=0.1) for s in SLOTS],
     )
     lr = ModelConfig(

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from freshet.config import SlotConfig
 from ps.batch import SlotRows, from_batch, to_batch
-from ps.slot import EmbeddingSlot
+from ps.slot import Cells, EmbeddingSlot
 
 _FORMAT = "freshet.ps.snapshot/1"
 
@@ -93,6 +93,14 @@ class EmbeddingCollection:
     def lookup(self, slot: str, ids: np.ndarray) -> np.ndarray:
         """Read-only embeddings; missing IDs read zeros."""
         return self._slot(slot).lookup(ids)
+
+    def cells(self, slot: str, ids: np.ndarray, column: int = 0) -> Cells:
+        """One column of the rows of distinct ``ids``, with its optimizer state, to be
+        updated by :func:`ps.optimizers.step` and written back by :meth:`store_cells`."""
+        return self._slot(slot).cells(ids, column)
+
+    def store_cells(self, slot: str, cells: Cells, now: float) -> None:
+        self._slot(slot).store_cells(cells, now)
 
     def evict_expired(self, now: float) -> int:
         """Delete rows not updated for their slot's ``ttl_s``; returns how many."""

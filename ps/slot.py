@@ -22,7 +22,10 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from numba import njit
 
 from freshet.config import SlotConfig
 from ps.filters import AdmissionFilter
@@ -39,6 +42,24 @@ def make_table(width: int, backend: str, hashed_rows: int | None, seed: int) -> 
             raise ValueError("backend 'hashed' needs hashed_rows")
         return HashedTable(width, hashed_rows, seed=seed)
     raise ValueError(f"unknown backend {backend!r}; expected 'cuckoo' or 'hashed'")
+
+
+@dataclass
+class Cells:
+    """One embedding column of some IDs' rows, with that column's optimizer state.
+
+    For updates made one example at a time outside :meth:`EmbeddingSlot.push` (the
+    trainer's first-order steps): ``values[:, 0]`` is the weight and ``values[:, 1:]``
+    its state, laid out as :func:`ps.optimizers.step` takes them (unused columns are
+    zero); ``code`` and ``hyper`` are the slot optimizer's. ``rows`` is -1 for an ID
+    without a row (not admitted), which reads zero and must not be updated.
+    """
+
+    rows: np.ndarray
+    values: np.ndarray  # float32 (n, 3)
+    column: int
+    code: int
+    hyper: np.ndarray
 
 
 class EmbeddingSlot:
@@ -62,6 +83,8 @@ class EmbeddingSlot:
             ftrl_l2=config.ftrl_l2,
         )
         self.width = self.dim + self.optimizer.state_width(self.dim)
+        # Column j's weight and state are at j + dim * k (see Cells).
+        self._cell_columns = self.dim * np.arange(self.width // self.dim)
         self.table = make_table(self.width, backend, hashed_rows, seed)
         self.filter = AdmissionFilter(
             config.min_count, config.admit_prob, config.filter_width, config.filter_depth, seed
@@ -129,6 +152,29 @@ class EmbeddingSlot:
         self.optimizer.apply(store.values, uniq, summed, self.dim)
         store.stamps[uniq] = now
         store.dirty[uniq] = True
+
+    def cells(self, ids: np.ndarray, column: int = 0) -> Cells:
+        """``column`` of the rows of ``ids`` (distinct) and its optimizer state."""
+        rows = self.table.find(np.asarray(ids, dtype=np.int64))
+        values = np.zeros((len(rows), 3), dtype=np.float32)
+        _copy_cells(self.table.rows.values, rows, self._state_columns(column), values, False)
+        return Cells(rows, values, column, self.optimizer.code, self.optimizer.hyper())
+
+    def store_cells(self, cells: Cells, now: float) -> None:
+        """Write back :meth:`cells` after updating them; marks the rows touched.
+
+        Call before any insert or delete in this slot (row numbers may move)."""
+        store = self.table.rows
+        _copy_cells(store.values, cells.rows, self._state_columns(cells.column), cells.values,
+                    True)
+        hit = cells.rows[cells.rows >= 0]
+        store.stamps[hit] = now
+        store.dirty[hit] = True
+
+    def _state_columns(self, column: int) -> np.ndarray:
+        if not 0 <= column < self.dim:
+            raise ValueError(f"column {column} not in [0, {self.dim})")
+        return self._cell_columns + column
 
     def lookup(self, ids: np.ndarray) -> np.ndarray:
         """Read-only embeddings; missing IDs read zeros."""
@@ -203,3 +249,17 @@ class EmbeddingSlot:
             "filter_bytes": self.filter.nbytes,
             "filtered_sightings": self.filtered,
         }
+
+
+@njit(cache=True, nogil=True)
+def _copy_cells(values, rows, cols, cells, back):  # noqa: ANN001
+    """``cells[i, k] = values[rows[i], cols[k]]`` (or back), skipping rows < 0."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        for k in range(cols.shape[0]):
+            if back:
+                values[r, cols[k]] = cells[i, k]
+            else:
+                cells[i, k] = values[r, cols[k]]

@@ -8,7 +8,10 @@ and one copy of the dense part. Per mini-batch, :meth:`Trainer.train_batch`
    progressive evaluation (every example is scored before it is trained on);
 3. takes the loss with the log-odds correction for sampled negatives, gets the dense
    gradients (applied with Adam) and the gradients w.r.t. the pooled embeddings;
-4. gives every distinct ID the SUM of its examples' gradients and pushes them to the
+4. with ``train.first_order_per_example``, walks the examples in order stepping the
+   first-order weights after each one (:mod:`udfs.first_order`), so an example's
+   score includes what the earlier examples of its micro-batch taught them;
+5. gives every distinct ID the SUM of its examples' gradients and pushes them to the
    tables, whose per-slot optimizer (Adagrad by default) updates the rows.
 
 The same class runs inside the Flink operator and in a plain Python loop (the
@@ -29,6 +32,7 @@ import numpy as np
 from freshet.config import ModelConfig, SlotConfig, TrainConfig
 from freshet.topics import ExampleBatch
 from udfs.evaluation import ProgressiveEval
+from udfs.first_order import step_first_order
 from udfs.pooling import pool_sum, scatter_sum, unique_inverse
 
 _NO_IDS = np.zeros(0, np.int64)
@@ -104,6 +108,7 @@ class Trainer:
             raise ValueError(f"all slots need the same dim, got {sorted(dims)}")
         self.dim = dims.pop()
         self.micro_batch = train.micro_batch
+        self.first_order_per_example = train.first_order_per_example
         keras.utils.set_random_seed(train.seed)
         self.model = build_model(model.kind, len(self.slots), self.dim, model.hidden,
                                  model.first_order_scale)
@@ -183,7 +188,8 @@ class Trainer:
         offset: float,
         now: float,
     ) -> tuple[np.ndarray, float]:
-        """One optimizer step on rows ``a:b`` of the batch; returns pre-update logits."""
+        """One optimizer step on rows ``a:b`` of the batch; returns each example's logit
+        before it was trained on."""
         n = b - a
         pooled = np.empty((n, len(self.slots), self.dim), np.float32)
         index = []
@@ -203,12 +209,20 @@ class Trainer:
             tf.constant(pooled), tf.constant(labels), tf.constant(np.full(n, offset, np.float32))
         )
         g_pooled = g_pooled.numpy()
+        logits, loss = logits.numpy(), float(loss)
+        if self.first_order_per_example:
+            parts = [(self.tables.cells(slot.name, uniq), inverse, offsets)
+                     for slot, (uniq, inverse, offsets) in zip(self.slots, index, strict=True)]
+            logits, loss = step_first_order(logits, labels, parts, self.cfg.first_order_scale)
+            for slot, (cells, _, _) in zip(self.slots, parts, strict=True):
+                self.tables.store_cells(slot.name, cells, now)
+            g_pooled[:, :, 0] = 0.0  # stepped above; a zero gradient leaves them as they are
         for s, slot in enumerate(self.slots):
             uniq, inverse, offsets = index[s]
             if len(uniq):
                 grads = scatter_sum(g_pooled[:, s], inverse, offsets, len(uniq))
                 self.tables.push(slot.name, uniq, grads, now)
-        return logits.numpy(), float(loss)
+        return logits, loss
 
     # -- dense state (weights + Adam), for sync and checkpoints -------------------------
 

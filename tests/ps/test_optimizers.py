@@ -69,3 +69,17 @@ def test_make_optimizer_rejects_unknown() -> None:
     assert make_optimizer("sgd", 0.5) == SGD(0.5)
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer("adam", 0.1)
+
+
+@pytest.mark.parametrize("opt", [SGD(0.1), Adagrad(0.2, 0.1), FTRL(0.3, 0.5, 0.05, 0.1)],
+                         ids=["sgd", "adagrad", "ftrl"])
+def test_a_zero_gradient_changes_nothing(opt) -> None:  # noqa: ANN001
+    """The trainer steps first-order weights itself and pushes 0 for them (udfs/first_order.py)."""
+    dim = 3
+    values = np.zeros((2, dim + opt.state_width(dim)), np.float32)
+    values[:, dim:] = opt.init_state(2, dim)
+    rows = np.array([0, 1])
+    opt.apply(values, rows, np.ones((2, dim), np.float32), dim)  # a non-trivial state first
+    before = values.copy()
+    opt.apply(values, rows, np.zeros((2, dim), np.float32), dim)
+    np.testing.assert_array_equal(values, before)

@@ -32,7 +32,9 @@ def test_learns_a_learnable_stream(kind: str, streams: SimpleNamespace) -> None:
 
 def test_scores_come_before_the_update_and_match_numpy_forward(streams: SimpleNamespace) -> None:
     cfg = streams.model_config("deepfm")
-    tr = Trainer(cfg, TrainConfig(micro_batch=1000))
+    # One step scores every example with the weights from before it (per-example
+    # first-order steps are tested in test_first_order.py).
+    tr = Trainer(cfg, TrainConfig(micro_batch=1000, first_order_per_example=False))
     exs = streams.examples(64, seed=3)
     tr.train_batch(batch_of(exs[:32]))  # some training so weights are not at init
     batch = batch_of(exs[32:])
@@ -67,14 +69,17 @@ def test_sparse_rows_get_the_sum_of_their_examples_gradients(streams: SimpleName
             self.pushed.append((slot, ids.tolist(), grads.copy()))
             self.inner.push(slot, ids, grads, now)
 
-    one = Trainer(cfg, TrainConfig(micro_batch=8))
+    # Off: with it an LR's dim-1 rows are all first-order, stepped per example instead.
+    train = TrainConfig(micro_batch=8, first_order_per_example=False)
+    one = Trainer(cfg, train)
     one.tables = Recorder(one.tables)
     one.train_batch(batch_of([ex]))
-    two = Trainer(cfg, TrainConfig(micro_batch=8))
+    two = Trainer(cfg, train)
     two.tables = Recorder(two.tables)
     two.train_batch(batch_of([ex, twin]))
     (s1, ids1, g1), (s2, ids2, g2) = one.tables.pushed[0], two.tables.pushed[0]
     assert (s1, ids1) == (s2, ids2) == ("user_id", [1])
+    assert abs(g1[0, 0]) > 0.1
     np.testing.assert_allclose(g2, 2 * g1, rtol=1e-5)
 
 
