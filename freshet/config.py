@@ -155,7 +155,7 @@ class TrainConfig:
     micro_batch: int = 32
     # First-order weights step after every example inside a micro-batch (factors and
     # dense weights once per micro-batch): udfs/first_order.py. MovieLens, micro-batch
-    # 32: progressive AUC 0.744 -> 0.764 (docs/training.md).
+    # 32: progressive AUC 0.742 -> 0.764 (docs/training.md).
     first_order_per_example: bool = True
     eval_window: int = 10_000  # examples per progressive-evaluation window (metrics topic)
     tf_threads: int = 1  # TensorFlow intra/inter-op threads per trainer process

@@ -98,7 +98,7 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         "![progressive AUC](demo_auc.png)",
         "",
         "Each window's AUC is over examples the trainer scored before learning them. It is "
-        "higher than the time-ordered walk-forward AUC (0.744) because the joiner delivers "
+        "higher than the time-ordered walk-forward AUC (0.764) because the joiner delivers "
         "positives and negatives in separate blocks; `docs/results.md` has the evidence and "
         "the quality measurements.",
         "",
