@@ -3,8 +3,9 @@
 Steps through mini-batches in event-time order. For each batch, first every serving
 copy syncs what is due and scores it, then the trainer
 (:meth:`udfs.trainer.Trainer.train_batch`, the code the Flink job runs) scores it
-too (its logits are made before its update: pure online) and learns from it. So no
-example is ever scored by a model that has learnt from it.
+too (each logit is made before the example's own update; with per-example
+first-order steps, after those of the examples before it in the batch) and learns from
+it. So no example is ever scored by a model that has learnt from it.
 
 The trainer's rows changed in a step are drained once and handed to every copy, so
 one trainer pass serves any number of sync schedules: the copies differ only in

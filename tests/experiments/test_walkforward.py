@@ -38,13 +38,24 @@ def stream(days: float = 3.0, impressions: int = 1500, seed: int = 0) -> list:
     return micro_batches(synthetic_examples(spec), 32)
 
 
-def test_sync_every_step_scores_like_the_trainer() -> None:
+@pytest.mark.parametrize("per_example", [False, True])
+def test_sync_every_step_scores_like_the_trainer(per_example: bool) -> None:
     # With zero-initialised rows, a new ID reads zeros in the trainer as in the copy.
-    run = walk_forward(stream(), model(init_std=0.0), TrainConfig(),
+    run = walk_forward(stream(), model(init_std=0.0),
+                       TrainConfig(first_order_per_example=per_example),
                        copies=[CopySpec("every_step", 0.0)])
     assert run.syncs["every_step"] == len(stream())
     assert not run.stale["every_step"].any()
-    np.testing.assert_allclose(run.served["every_step"], run.online, atol=1e-4)
+    served, online = run.served["every_step"], run.online
+    if not per_example:
+        np.testing.assert_allclose(served, online, atol=1e-4)
+        return
+    # Per-example first-order steps: a step's first example is scored alike; the
+    # trainer scores the others after learning from the ones before them in the step.
+    first = np.cumsum([0] + [len(b) for b in stream()])[:-1]
+    np.testing.assert_allclose(served[first], online[first], atol=1e-4)
+    rest = np.setdiff1d(np.arange(len(online)), first)
+    assert np.abs(served[rest] - online[rest]).max() > 0.01
 
 
 def test_daily_model_is_stale_within_the_day() -> None:
