@@ -149,8 +149,8 @@ def _apply(values, rows, grads, dim, code, h):  # noqa: ANN001
     # its branches fold away (a shared loop ran Adagrad ~1.5x slower).
     if code == 0:
         for i in range(rows.shape[0]):
+            r = rows[i]
             for j in range(dim):
-                r = rows[i]
                 values[r, j] = step(0, h, values[r, j], 0.0, 0.0, grads[i, j])[0]
     elif code == 1:
         for i in range(rows.shape[0]):
