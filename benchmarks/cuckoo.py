@@ -36,7 +36,7 @@ import numpy as np
 
 from freshet.config import SlotConfig
 from ps import EmbeddingCollection
-from ps.table.cuckoo import _ROW, BUCKET
+from ps.table.cuckoo import BUCKET, ROW_WORD
 
 
 def rss_bytes() -> int:
@@ -65,7 +65,7 @@ def numpy_probe(buckets: np.ndarray, n_buckets: int, seed: np.uint64, ids: np.nd
     for home in (h0, h1):
         hit = buckets[home, :BUCKET] == ids[:, None]  # (n, 5): the line's keys
         found = hit.any(axis=1)
-        rows[found] = rows32[home[found], _ROW + hit[found].argmax(axis=1)]
+        rows[found] = rows32[home[found], ROW_WORD + hit[found].argmax(axis=1)]
     return rows
 
 

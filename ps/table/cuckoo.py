@@ -45,7 +45,7 @@ from ps.table.rows import EMPTY_ID, RowStore
 
 BUCKET = 5  # slots per bucket (one cache line)
 _LINE = 8  # int64 words per bucket
-_ROW = 10  # int32 word of row 0 in a bucket (after the 5 keys' 10 int32 words)
+ROW_WORD = 10  # int32 word of row 0 in a bucket (after the 5 keys' 10 int32 words)
 MAX_ROWS = 2**31 - 1  # row numbers are int32
 _AHEAD = 8  # pipeline distance: keys whose cache lines are in flight
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -66,10 +66,10 @@ def _probe(buckets, rows32, b0, b1, key):  # noqa: ANN001, ANN202 - numba helper
     r = np.int64(-1)
     for j in range(BUCKET):
         if buckets[b0, j] == key:
-            r = np.int64(rows32[b0, _ROW + j])
+            r = np.int64(rows32[b0, ROW_WORD + j])
     for j in range(BUCKET):
         if buckets[b1, j] == key:
-            r = np.int64(rows32[b1, _ROW + j])
+            r = np.int64(rows32[b1, ROW_WORD + j])
     return r
 
 
@@ -138,7 +138,7 @@ def _place(buckets, rows32, n_buckets, seed, ids, rows, start, max_kicks):  # no
                 for j in range(BUCKET):
                     if buckets[b, j] == EMPTY_ID:
                         buckets[b, j] = k
-                        rows32[b, _ROW + j] = r
+                        rows32[b, ROW_WORD + j] = r
                         settled = True
                         break
                 if settled:
@@ -150,7 +150,7 @@ def _place(buckets, rows32, n_buckets, seed, ids, rows, start, max_kicks):  # no
             b = b0 if side == 0 else b1
             j = np.int64(mix64(np.uint64(k) + np.uint64(kick)) % np.uint64(BUCKET))
             k, buckets[b, j] = buckets[b, j], k
-            r, rows32[b, _ROW + j] = np.int64(rows32[b, _ROW + j]), r
+            r, rows32[b, ROW_WORD + j] = np.int64(rows32[b, ROW_WORD + j]), r
             side = 1 - side
         if not settled:
             return i, k, r
@@ -166,9 +166,9 @@ def _delete(buckets, rows32, n_buckets, seed, ids, out):  # noqa: ANN001
         for b in (b0, b1):
             for j in range(BUCKET):
                 if buckets[b, j] == k:
-                    out[i] = rows32[b, _ROW + j]
+                    out[i] = rows32[b, ROW_WORD + j]
                     buckets[b, j] = EMPTY_ID
-                    rows32[b, _ROW + j] = -1
+                    rows32[b, ROW_WORD + j] = -1
 
 
 def _line_aligned_buckets(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +217,7 @@ class CuckooTable(Table):
 
     def _index_rows(self) -> np.ndarray:
         """Every slot's row number (-1 if empty), in the order of ``_buckets[:, :BUCKET]``."""
-        return self._rows32[:, _ROW : _ROW + BUCKET].astype(np.int64).ravel()
+        return self._rows32[:, ROW_WORD : ROW_WORD + BUCKET].astype(np.int64).ravel()
 
     @property
     def slots(self) -> int:
