@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from benchmarks.proc import cpu_seconds
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config, load_config
 from freshet.kafka import create_topics, producer
+from ps.serving.client import request
 from ps.serving.synthetic import (
     deepfm_weights,
     dense_messages,
@@ -74,11 +74,6 @@ def random_rows(rng: np.random.Generator, cfg: Config, n: int) -> dict:
         ids = rng.choice(size, min(n, size), replace=False)
         out[slot] = (ids, rng.normal(0, 0.1, (len(ids), dim)).astype(np.float32))
     return out
-
-
-def get_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-        return json.loads(r.read())
 
 
 # -- load generator (its own process) --------------------------------------------------
@@ -184,9 +179,10 @@ def main() -> None:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if get_json(port, "/healthz")["ready"]:
+                    code, health = request(port, "/healthz")
+                    if code == 200 and health["ready"]:
                         break
-                except OSError:
+                except OSError:  # not listening yet
                     pass
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError(f"server not ready; see {log.name}")
@@ -214,7 +210,7 @@ def main() -> None:
                     stop.wait(max(0.0, t_next - time.monotonic()))
                 prod.flush(10)
 
-            before = get_json(port, "/status")
+            _, before = request(port, "/status")
             cpu0 = cpu_seconds(server.pid)
             sender = threading.Thread(target=deltas, daemon=True)
             sender.start()
@@ -229,11 +225,11 @@ def main() -> None:
             result = out.get(timeout=args.seconds + 120)
             gen.join(30)
             elapsed_updates = time.monotonic() - t0
-            after = get_json(port, "/status")
+            _, after = request(port, "/status")
             server_cpu = cpu_seconds(server.pid) - cpu0
             stop.set()
             sender.join(30)
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            _, metrics = request(port, "/metrics")
         finally:
             server.terminate()
             server.wait(30)

@@ -7,7 +7,8 @@
 3. replay MovieLens-100K as a serving log (impressions + clicks/likes) at ``rate``
    events/s while polling the trainer's metrics and the server every ``poll_s``:
    events/s, progressive AUC, end-to-end freshness, served rows, ranking latency
-   (:mod:`freshet.demo_watch`);
+   (:mod:`freshet.demo_watch`), and the served AUC: the live server scores upcoming
+   ratings before they are sent (:mod:`freshet.demo_served`);
 4. once the served model stops changing, rank 100 movies for one user on the live
    server and show the top ten;
 5. stop every child and the broker (also on Ctrl-C or a failure, showing the failing
@@ -39,6 +40,7 @@ import numpy as np
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config
 from freshet.demo_report import DemoRun, write_report
+from freshet.demo_served import ServedScores, rank_request
 from freshet.demo_watch import MetricsTail, Sample, SendLog, http
 from freshet.supervise import Service, ServiceError
 
@@ -115,16 +117,6 @@ def movie_titles() -> dict[int, str]:
     with open(ensure_ml100k() / "ml-100k.item", encoding="latin-1", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     return {int(r[0]): r[1] for r in rows}
-
-
-def rank_request(user: int, ratings: list, items: list[int]) -> dict[str, Any]:
-    """A ranking request for ``user`` over ``items``, with their MovieLens features."""
-    slots = next(r.slots for r in ratings if r.user_id == user)
-    genres = {r.item_id: r.slots["genre"] for r in ratings}
-    return {"user_id": user, "demote": False,
-            "user_slots": {k: slots[k] for k in ("user_id", "gender", "age", "occupation")},
-            "candidates": [{"item_id": i, "slots": {"item_id": [i], "genre": genres[i]}}
-                           for i in items]}
 
 
 def run_demo(cfg: Config, opts: DemoOptions | None = None) -> int:
@@ -228,7 +220,18 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     producer.start()
     users = _heavy_users(ratings)
     rng = np.random.default_rng(0)
-    items = sorted({r.item_id for r in ratings})
+    user_slots = {r.user_id: r.slots for r in ratings}
+    item_slots = {r.item_id: r.slots for r in ratings}
+    items = sorted(item_slots)
+    served = ServedScores(ratings)
+
+    def served_rank(body: dict[str, Any]) -> dict[str, Any] | None:
+        code, out = http(port, "/rank", body)
+        return out if code == 200 else None
+
+    def sent_ts() -> int | None:
+        last = sent.last
+        return None if last is None else last[0]
     last_mark, last_change, replay_end = None, time.monotonic(), None
     prev = (0, time.monotonic(), 0.0)
     rank_ms: list[float] = []
@@ -252,16 +255,19 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
             user = int(rng.choice(users))
             cands = [int(x) for x in rng.choice(items, opts.candidates, replace=False)]
             t = time.perf_counter()
-            code, _ = http(port, "/rank", rank_request(user, ratings, cands))
+            code, _ = http(port, "/rank",
+                           rank_request(user_slots[user], {i: item_slots[i] for i in cands}))
             if code == 200:
                 ms = (time.perf_counter() - t) * 1000
                 rank_ms.append(ms)
+            served.poll(served_rank, sent_ts)
         w = tail.latest()
         trained = w.get("trained")
         sample = Sample(now - t0, sent.count, (sent.count - prev[0]) / (now - prev[1]),
                         trained, w.get("cumulative_auc"),
                         sum(status["rows"].values()) if status.get("rows") else None,
                         status.get("table_version"), fresh, ms)
+        sample.extra["served_auc"] = served.auc()
         if trained is not None and prev[2] is not None and trained != prev[2]:
             sample.extra["trained_per_s"] = (trained - prev[2]) / (now - prev[1])
         prev = (sent.count, now, trained if trained is not None else prev[2])
@@ -280,7 +286,12 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     run.windows = list(tail.windows)
     run.stats.update(stats, rate=opts.rate, rows=run.samples[-1].serving_rows,
                      ready_s=_ready_s(run.samples),
-                     rank_p50_ms=round(float(np.median(rank_ms)), 1) if rank_ms else None)
+                     rank_p50_ms=round(float(np.median(rank_ms)), 1) if rank_ms else None,
+                     served_auc=served.auc(), served_scored=served.scored,
+                     served_overtaken=served.overtaken,
+                     served_auc_returning=served.auc(returning=True),
+                     served_auc_new=served.auc(returning=False),
+                     served_returning=int(sum(served.returning)))
     _final_ranking(port, ratings, users[0], run, opts.candidates)
     run.server_metrics = _server_metrics(port)
     return 0 if run.windows and run.top_items else 1
@@ -306,7 +317,9 @@ def _final_ranking(port: int, ratings: list, user: int, run: DemoRun, n: int) ->
     half = min(n // 2, len(mine))
     cands = [int(i) for i in rng.choice(sorted(mine), half, replace=False)]
     cands += [int(i) for i in rng.choice(others, n - half, replace=False)]
-    code, out = http(port, "/rank", rank_request(user, ratings, cands))
+    item_slots = {r.item_id: r.slots for r in ratings}
+    user_slots = next(r.slots for r in ratings if r.user_id == user)
+    code, out = http(port, "/rank", rank_request(user_slots, {i: item_slots[i] for i in cands}))
     if code != 200:
         print(f"[demo] ranking request failed: {code} {out}", flush=True)
         return

@@ -112,6 +112,11 @@ def http(port: int, path: str, body: dict | None = None, timeout: float = 5.0
         return 0, None
 
 
+def or_dash(v: Any, fmt: str) -> str:
+    """``v`` formatted, or ``-`` when it is None (not measured yet)."""
+    return "-" if v is None else format(v, fmt)
+
+
 @dataclass
 class Sample:
     """One poll of the live system (``t``: seconds since the demo started)."""
@@ -128,10 +133,9 @@ class Sample:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
-        def f(v: Any, fmt: str) -> str:
-            return "-" if v is None else format(v, fmt)
-
+        f = or_dash
         return (f"[demo {self.t:5.0f}s] produced {self.produced:,} ({self.events_per_s:,.0f}/s)"
                 f" | trained {f(self.trained, ',.0f')} | progressive AUC {f(self.auc, '.4f')}"
                 f" | served rows {f(self.serving_rows, ',')} v{f(self.table_version, 'd')}"
-                f" | freshness {f(self.freshness_s, '.1f')}s | rank {f(self.rank_ms, '.0f')}ms")
+                f" | freshness {f(self.freshness_s, '.1f')}s | rank {f(self.rank_ms, '.0f')}ms"
+                f" | served AUC {f(self.extra.get('served_auc'), '.4f')}")

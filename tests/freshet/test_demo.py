@@ -39,6 +39,7 @@ def test_short_demo_runs_the_loop_and_writes_the_report(tmp_path: Path) -> None:
     assert code == 0
     text = report.read_text()
     assert "A ranking from the live server" in text and "| 10 |" in text
+    assert "| served AUC (" in text
     for png in ("demo_auc.png", "demo_freshness.png", "demo_tables.png"):
         assert (tmp_path / "demo" / png).stat().st_size > 1000
     logs = tmp_path / "demo" / "logs"
