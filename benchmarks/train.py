@@ -118,7 +118,7 @@ def popularity_auc(messages: list[bytes]) -> float:
     import numpy as np
 
     from freshet.topics import ExampleBatch
-    from udfs.evaluation import exact_auc
+    from ps.evaluation import auc
     from udfs.popularity import ItemPopularity
 
     pop, scores, labels = ItemPopularity(), [], []
@@ -126,7 +126,7 @@ def popularity_auc(messages: list[bytes]) -> float:
         b = ExampleBatch.from_json(m)
         scores.append(pop.score_then_learn(b.item_id, b.label))
         labels.append(b.label)
-    return exact_auc(np.concatenate(scores), np.concatenate(labels))
+    return auc(np.concatenate(scores), np.concatenate(labels))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from freshet.config import Config, ModelConfig, TrainConfig, load_config
-from udfs.evaluation import exact_auc
+from ps.evaluation import auc
 
 MICRO_BATCH = 32  # the trainer's default step size (TrainConfig.micro_batch)
 
@@ -51,7 +51,7 @@ def auc_over_time(
         m = bucket == b
         if 0 < labels[m].sum() < m.sum():
             starts.append(b * bucket_s * 1000)
-            aucs.append(exact_auc(scores[m], labels[m]))
+            aucs.append(auc(scores[m], labels[m]))
             counts.append(int(m.sum()))
     return np.array(starts, float), np.array(aucs), np.array(counts)
 

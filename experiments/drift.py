@@ -37,7 +37,7 @@ from experiments.streams import micro_batches, synthetic_examples
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, SlotConfig
 from freshet.produce.synthetic import SyntheticSpec
-from udfs.evaluation import exact_auc
+from ps.evaluation import auc
 
 DAYS = 10
 SHIFT_AT = 0.45  # of the stream: noon of day 5 (day 4.5 from the start)
@@ -76,7 +76,7 @@ def run(seeds: int = 3, impressions: int = 100_000, out: str = "") -> dict[str, 
         for n in names:
             scores = r.online if n == "online" else r.served[n]
             for p, m in periods.items():
-                aucs[p][n].append(exact_auc(scores[m], r.labels[m]))
+                aucs[p][n].append(auc(scores[m], r.labels[m]))
         print(f"[drift] seed {seed}: " + ", ".join(
             f"{n} {aucs['all'][n][-1]:.4f}/{aucs['day_after_shift'][n][-1]:.4f}" for n in names)
             + f" ({r.seconds:.0f}s)", flush=True)

@@ -39,7 +39,7 @@ import numpy as np
 from experiments.serving_copy import Schedule, ServingCopy
 from freshet.config import ModelConfig, TrainConfig
 from freshet.topics import ExampleBatch
-from udfs.evaluation import exact_auc
+from ps import evaluation
 from udfs.trainer import Trainer
 
 DAY_S = 86_400.0
@@ -73,7 +73,7 @@ class Run:
     def auc(self, name: str = "online") -> float:
         """Walk-forward AUC of the trainer (``"online"``) or of a serving copy."""
         scores = self.online if name == "online" else self.served[name]
-        return exact_auc(scores, self.labels)
+        return evaluation.auc(scores, self.labels)
 
 
 def walk_forward(

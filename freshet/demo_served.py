@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from freshet.data.movielens import Rating
-from udfs.evaluation import exact_auc
+from ps import evaluation
 
 USER_SLOTS = ("user_id", "gender", "age", "occupation")
 ITEM_SLOTS = ("item_id", "genre")
@@ -140,4 +140,4 @@ class ServedScores:
             labels, scores = labels[keep], scores[keep]
         if labels.size == 0 or labels.min() == labels.max():
             return None
-        return exact_auc(scores, labels)
+        return evaluation.auc(scores, labels)

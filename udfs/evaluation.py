@@ -111,21 +111,3 @@ class ProgressiveEval:
         self.w_pos, self.w_neg = s["w_pos"].astype(np.int64), s["w_neg"].astype(np.int64)
         loss, count, w_loss, w_count = s["scalars"].tolist()
         self.loss, self.count, self.w_loss, self.w_count = loss, int(count), w_loss, int(w_count)
-
-
-def exact_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Rank AUC with ties counted as half (for baselines scored outside the histogram).
-
-    Examples
-    --------
-    >>> exact_auc(np.array([0.1, 0.4, 0.4, 0.9]), np.array([0, 0, 1, 1]))
-    0.875
-    """
-    order = np.argsort(scores, kind="stable")
-    _, inverse, counts = np.unique(scores[order], return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = np.empty(len(scores))
-    ranks[order] = ((ends - counts + 1 + ends) / 2)[inverse]  # average rank of each tie group
-    n_pos = float(labels.sum())
-    n_neg = len(labels) - n_pos
-    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

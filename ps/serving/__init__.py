@@ -11,7 +11,7 @@ keeps it fresh.
 ``docs/serving.md`` explains the design; ``jobs/serve.py`` is the HTTP process.
 """
 
-from ps.serving.gate import GateDecision, ValidationGate, auc
+from ps.serving.gate import GateDecision, ValidationGate
 from ps.serving.loader import DeltaLoader
 from ps.serving.state import DenseModel, ServingState, View
 from ps.serving.store import Position, SnapshotStore
@@ -25,5 +25,4 @@ __all__ = [
     "SnapshotStore",
     "ValidationGate",
     "View",
-    "auc",
 ]

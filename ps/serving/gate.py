@@ -10,12 +10,7 @@ trained the candidate on some of them, which favours the candidate slightly. The
 gate is meant to catch broken models (diverged, NaN, wrong shapes, much worse
 ranking), not to tell apart two good ones.
 
-Examples
---------
->>> auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
-0.75
->>> auc(np.array([0.5, 0.5]), np.array([0, 1]))   # ties count half
-0.5
+The AUC is :func:`ps.evaluation.auc`.
 """
 
 from __future__ import annotations
@@ -28,26 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from freshet.topics import ExampleBatch
+from ps.evaluation import auc
 from ps.serving.scoring import Forward, pool_slots
 from ps.serving.state import DenseModel, ServingState
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Exact ROC AUC (Mann-Whitney U with average ranks for ties); nan for one class."""
-    labels = np.asarray(labels) > 0
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = np.asarray(scores)[order]
-    ranks = np.empty(len(scores), np.float64)
-    # Average rank within each run of equal scores.
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], len(scores)]
-    avg = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from freshet.config import SlotConfig
 from freshet.topics import Example, ExampleBatch, encode_examples
 from jobs.serve import numpy_forward
-from ps.serving.gate import ValidationGate, auc
+from ps.evaluation import auc
+from ps.serving.gate import ValidationGate
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.synthetic import sparse_rows
 
