@@ -171,10 +171,23 @@ def _apply(values, rows, grads, dim, code, h):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True)
-def sum_duplicates(inverse, grads, out):  # noqa: ANN001
-    """``out[inverse[i]] += grads[i]``: sums gradients of repeated IDs."""
-    out[:] = 0.0
-    for i in range(inverse.shape[0]):
-        k = inverse[i]
+def sum_by_row(rows, grads):  # noqa: ANN001
+    """``(distinct rows >= 0 ascending, their summed grads)``; rows < 0 are skipped.
+
+    Repeated rows' gradients add up in their order in ``rows`` (a stable sort), as a
+    loop over ``rows`` would; one pass instead of ``np.unique`` plus masking.
+    """
+    order = np.argsort(rows, kind="mergesort")
+    uniq = np.empty(rows.shape[0], np.int64)
+    summed = np.zeros((rows.shape[0], grads.shape[1]), np.float32)
+    k = -1
+    for i in order:
+        r = rows[i]
+        if r < 0:
+            continue
+        if k < 0 or uniq[k] != r:
+            k += 1
+            uniq[k] = r
         for j in range(grads.shape[1]):
-            out[k, j] += grads[i, j]
+            summed[k, j] += grads[i, j]
+    return uniq[: k + 1], summed[: k + 1]

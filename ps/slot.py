@@ -29,7 +29,7 @@ from numba import njit
 
 from freshet.config import SlotConfig
 from ps.filters import AdmissionFilter
-from ps.optimizers import Optimizer, make_optimizer, sum_duplicates
+from ps.optimizers import Optimizer, make_optimizer, sum_by_row
 from ps.table import CuckooTable, HashedTable, Table
 
 
@@ -141,13 +141,9 @@ class EmbeddingSlot:
         grads = np.ascontiguousarray(grads, dtype=np.float32)
         if grads.shape != (len(ids), self.dim):
             raise ValueError(f"grads shape {grads.shape} != {(len(ids), self.dim)}")
-        rows = self.table.find(ids)
-        hit = rows >= 0
-        if not hit.any():
+        uniq, summed = sum_by_row(self.table.find(ids), grads)
+        if not len(uniq):
             return
-        uniq, inverse = np.unique(rows[hit], return_inverse=True)
-        summed = np.empty((len(uniq), self.dim), dtype=np.float32)
-        sum_duplicates(inverse, grads[hit], summed)
         store = self.table.rows
         self.optimizer.apply(store.values, uniq, summed, self.dim)
         store.stamps[uniq] = now

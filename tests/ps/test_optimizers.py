@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ps.optimizers import FTRL, SGD, Adagrad, make_optimizer, sum_duplicates
+from ps.optimizers import FTRL, SGD, Adagrad, make_optimizer, sum_by_row
 
 
 def reference(opt, w, state, g):  # noqa: ANN001, ANN201 - test helper
@@ -59,10 +59,28 @@ def test_ftrl_l1_zeroes_weak_weights() -> None:
     assert values[0, 0] == 0.0
 
 
-def test_sum_duplicates() -> None:
-    out = np.empty((2, 2), np.float32)
-    sum_duplicates(np.array([1, 0, 1]), np.array([[1, 2], [3, 4], [5, 6]], np.float32), out)
-    assert out.tolist() == [[3, 4], [6, 8]]
+def test_sum_by_row() -> None:
+    rows, summed = sum_by_row(np.array([1, -1, 0, 1], np.int32),
+                              np.array([[1, 2], [9, 9], [3, 4], [5, 6]], np.float32))
+    assert rows.tolist() == [0, 1] and summed.tolist() == [[3, 4], [6, 8]]
+    rows, summed = sum_by_row(np.array([-1], np.int32), np.ones((1, 2), np.float32))
+    assert rows.shape == (0,) and summed.shape == (0, 2)
+
+
+def test_sum_by_row_adds_in_the_order_a_loop_would() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        rows = rng.integers(-1, 8, n).astype(np.int32)
+        grads = (rng.normal(size=(n, 3)) * 10.0 ** rng.integers(-6, 6, (n, 1))).astype(np.float32)
+        uniq, summed = sum_by_row(rows, grads)
+        expected = {}
+        for r, g in zip(rows, grads, strict=True):  # float32 sums, in order of appearance
+            if r >= 0:
+                expected[int(r)] = expected.get(int(r), np.zeros(3, np.float32)) + g
+        assert uniq.tolist() == sorted(expected)
+        assert np.array_equal(summed, np.array([expected[r] for r in sorted(expected)],
+                                               np.float32).reshape(-1, 3))
 
 
 def test_make_optimizer_rejects_unknown() -> None:
