@@ -144,10 +144,8 @@ class EmbeddingSlot:
         uniq, summed = sum_by_row(self.table.find(ids), grads)
         if not len(uniq):
             return
-        store = self.table.rows
-        self.optimizer.apply(store.values, uniq, summed, self.dim)
-        store.stamps[uniq] = now
-        store.dirty[uniq] = True
+        self.optimizer.apply(self.table.rows.values, uniq, summed, self.dim)
+        self._touch(uniq, now)
 
     def cells(self, ids: np.ndarray, column: int = 0) -> Cells:
         """``column`` of the rows of ``ids`` (distinct) and its optimizer state."""
@@ -163,9 +161,13 @@ class EmbeddingSlot:
         store = self.table.rows
         _copy_cells(store.values, cells.rows, self._state_columns(cells.column), cells.values,
                     True)
-        hit = cells.rows[cells.rows >= 0]
-        store.stamps[hit] = now
-        store.dirty[hit] = True
+        self._touch(cells.rows[cells.rows >= 0], now)
+
+    def _touch(self, rows: np.ndarray, now: float) -> None:
+        """Mark updated rows: stamped for expiry, dirty for the next delta."""
+        store = self.table.rows
+        store.stamps[rows] = now
+        store.dirty[rows] = True
 
     def _state_columns(self, column: int) -> np.ndarray:
         if not 0 <= column < self.dim:
