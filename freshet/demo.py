@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,9 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     items = sorted(item_slots)
     served = ServedScores(ratings)
 
+    def rank_body(user: int, cands: list[int]) -> dict[str, Any]:
+        return rank_request(user_slots[user], {i: item_slots[i] for i in cands})
+
     def served_rank(body: dict[str, Any]) -> dict[str, Any] | None:
         code, out = http(port, "/rank", body)
         return out if code == 200 else None
@@ -255,8 +259,7 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
             user = int(rng.choice(users))
             cands = [int(x) for x in rng.choice(items, opts.candidates, replace=False)]
             t = time.perf_counter()
-            code, _ = http(port, "/rank",
-                           rank_request(user_slots[user], {i: item_slots[i] for i in cands}))
+            code, _ = http(port, "/rank", rank_body(user, cands))
             if code == 200:
                 ms = (time.perf_counter() - t) * 1000
                 rank_ms.append(ms)
@@ -292,7 +295,7 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
                      served_auc_returning=served.auc(returning=True),
                      served_auc_new=served.auc(returning=False),
                      served_returning=int(sum(served.returning)))
-    _final_ranking(port, ratings, users[0], run, opts.candidates)
+    _final_ranking(port, ratings, users[0], run, opts.candidates, items, rank_body)
     run.server_metrics = _server_metrics(port)
     return 0 if run.windows and run.top_items else 1
 
@@ -308,18 +311,19 @@ def _ready_s(samples: list[Sample]) -> float | None:
     return round(ready[0], 1) if ready else None
 
 
-def _final_ranking(port: int, ratings: list, user: int, run: DemoRun, n: int) -> None:
-    """Rank ``n`` movies for ``user`` (those they rated, then others) and keep the top 10."""
+def _final_ranking(port: int, ratings: list, user: int, run: DemoRun, n: int,
+                   items: list[int], rank_body: Callable[[int, list[int]], dict[str, Any]]
+                   ) -> None:
+    """Rank ``n`` of ``items`` for ``user`` (those they rated, then others) and keep the
+    top 10; ``rank_body`` builds the request."""
     titles = movie_titles()
     mine = {r.item_id: r.rating for r in ratings if r.user_id == user}
-    others = [i for i in sorted({r.item_id for r in ratings}) if i not in mine]
+    others = [i for i in items if i not in mine]
     rng = np.random.default_rng(1)
     half = min(n // 2, len(mine))
     cands = [int(i) for i in rng.choice(sorted(mine), half, replace=False)]
     cands += [int(i) for i in rng.choice(others, n - half, replace=False)]
-    item_slots = {r.item_id: r.slots for r in ratings}
-    user_slots = next(r.slots for r in ratings if r.user_id == user)
-    code, out = http(port, "/rank", rank_request(user_slots, {i: item_slots[i] for i in cands}))
+    code, out = http(port, "/rank", rank_body(user, cands))
     if code != 200:
         print(f"[demo] ranking request failed: {code} {out}", flush=True)
         return
