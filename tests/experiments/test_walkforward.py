@@ -11,6 +11,7 @@ import pytest
 
 from experiments.hashing import colliding_share, hashed_collection
 from experiments.streams import micro_batches, synthetic_examples
+from experiments.sync import by_rating_index
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, SlotConfig, TrainConfig
 from freshet.produce.synthetic import SyntheticSpec
@@ -109,3 +110,17 @@ def test_expiry_deletes_rows_in_the_trainer_and_in_the_copy() -> None:
     kept = walk_forward(stream(), model(), TrainConfig())
     assert len(run.trainer.tables) < len(kept.trainer.tables)
     assert peak <= len(kept.trainer.tables)
+
+
+def test_per_rating_intervals_count_ratings() -> None:
+    # Stamped by index, a 32-rating interval is one micro-batch: a sync before every
+    # step, scoring like the trainer; 64 ratings syncs before every second step.
+    spec = SyntheticSpec(impressions=1500, seed=0, start_ms=DAY_MS * 19_000,
+                         event_rate=1500 / (3 * DAY_S))
+    batches = micro_batches(by_rating_index(synthetic_examples(spec)), 32)
+    run = walk_forward(batches, model(init_std=0.0), TrainConfig(first_order_per_example=False),
+                       copies=[CopySpec("every_32", 32.0, 32.0), CopySpec("every_64", 64.0, 64.0)])
+    assert run.syncs["every_32"] == len(batches)
+    assert run.syncs["every_64"] == (len(batches) + 1) // 2
+    np.testing.assert_allclose(run.served["every_32"], run.online, atol=1e-4)
+    assert np.abs(run.served["every_64"] - run.online).max() > 1e-3
