@@ -43,7 +43,7 @@ from experiments.common import (
     write_result,
 )
 from experiments.streams import micro_batches, movielens_examples
-from experiments.walkforward import DAY_S, CopySpec, walk_forward
+from experiments.walkforward import DAY_S, CopySpec, Run, walk_forward
 from freshet.topics import Example
 
 INTERVALS = (1.0, 10.0, 60.0, 600.0, 3600.0, 21_600.0, DAY_S, 7 * DAY_S)
@@ -72,18 +72,12 @@ def copies(intervals: Sequence[float]) -> list[CopySpec]:
     return [*out, CopySpec("batch_daily", DAY_S, DAY_S)]
 
 
-def run(seeds: int = 3, intervals: Sequence[float] = INTERVALS, limit: int = 0,
-        out: str = "") -> dict[str, Any]:
-    path = out_dir("sync", out)
-    exs = movielens_examples(limit)
-    batches = micro_batches(exs, train_config(0).micro_batch)
+def _walk_seeds(batches: Sequence[Any], specs: Sequence[CopySpec], seeds: int
+                ) -> tuple[dict[str, list[float]], Run | None]:
+    """AUCs per seed of the trainer and every copy, and seed 0's run."""
     model = movielens_model()
-    specs = copies(intervals)
     aucs: dict[str, list[float]] = {"online": [], **{c.name: [] for c in specs}}
-    stale: dict[str, float] = {}
-    syncs: dict[str, int] = {}
-    sync_mb: dict[str, float] = {}
-    curves: dict[str, Any] = {}
+    first = None
     for seed in range(seeds):
         r = walk_forward(batches, model, train_config(seed), copies=specs)
         aucs["online"].append(r.auc())
@@ -91,15 +85,30 @@ def run(seeds: int = 3, intervals: Sequence[float] = INTERVALS, limit: int = 0,
             aucs[c.name].append(r.auc(c.name))
         print(f"[sync] seed {seed}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in aucs.items())
               + f" ({r.seconds:.0f}s)", flush=True)
-        if seed == 0:
-            stale = {c.name: round(float(r.stale[c.name].mean()), 4) for c in specs}
-            syncs = dict(r.syncs)
-            sync_mb = {k: round(v / 1e6, 2) for k, v in r.sync_bytes.items()}
-            for name in ("online", "online_1s", "online_1h", "batch_daily"):
-                if name == "online" or name in r.served:
-                    scores = r.online if name == "online" else r.served[name]
-                    starts, w, _ = auc_over_time(r.ts, scores, r.labels, WEEK_S)
-                    curves[name] = (plots.dates(starts), w)
+        if first is None:
+            first = r
+    return aucs, first
+
+
+def run(seeds: int = 3, intervals: Sequence[float] = INTERVALS, limit: int = 0,
+        out: str = "") -> dict[str, Any]:
+    path = out_dir("sync", out)
+    exs = movielens_examples(limit)
+    specs = copies(intervals)
+    aucs, r = _walk_seeds(micro_batches(exs, train_config(0).micro_batch), specs, seeds)
+    stale: dict[str, float] = {}
+    syncs: dict[str, int] = {}
+    sync_mb: dict[str, float] = {}
+    curves: dict[str, Any] = {}
+    if r is not None:
+        stale = {c.name: round(float(r.stale[c.name].mean()), 4) for c in specs}
+        syncs = dict(r.syncs)
+        sync_mb = {k: round(v / 1e6, 2) for k, v in r.sync_bytes.items()}
+        for name in ("online", "online_1s", "online_1h", "batch_daily"):
+            if name == "online" or name in r.served:
+                scores = r.online if name == "online" else r.served[name]
+                starts, w, _ = auc_over_time(r.ts, scores, r.labels, WEEK_S)
+                curves[name] = (plots.dates(starts), w)
     result = {
         "experiment": "sync", "dataset": "movielens-100k", "model": "deepfm",
         "examples": len(exs), "dense_sync": "daily (batch_daily: daily too)",
@@ -148,16 +157,8 @@ def run_per_rating(seeds: int = 3, intervals: Sequence[float] = PER_RATING_INTER
     """Copies syncing sparse rows and dense weights every ``S`` ratings."""
     path = out_dir("sync_per_rating", out)
     exs = by_rating_index(movielens_examples(limit))
-    batches = micro_batches(exs, train_config(0).micro_batch)
     specs = [CopySpec(f"every_{s:g}_ratings", s, s) for s in intervals]
-    aucs: dict[str, list[float]] = {"online": [], **{c.name: [] for c in specs}}
-    for seed in range(seeds):
-        r = walk_forward(batches, movielens_model(), train_config(seed), copies=specs)
-        aucs["online"].append(r.auc())
-        for c in specs:
-            aucs[c.name].append(r.auc(c.name))
-        print(f"[sync] seed {seed}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in aucs.items())
-              + f" ({r.seconds:.0f}s)", flush=True)
+    aucs, _ = _walk_seeds(micro_batches(exs, train_config(0).micro_batch), specs, seeds)
     result = {
         "experiment": "sync_per_rating", "dataset": "movielens-100k", "model": "deepfm",
         "examples": len(exs), "dense_sync": "with the sparse rows",
@@ -175,12 +176,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--per-rating", action="store_true",
                     help="count intervals in ratings, not event-time seconds")
     args = ap.parse_args(argv)
+    given = [float(x) for x in args.intervals.split(",")] if args.intervals else None
     if args.per_rating:
-        intervals = ([float(x) for x in args.intervals.split(",")] if args.intervals
-                     else PER_RATING_INTERVALS)
-        return run_per_rating(args.seeds, intervals, args.limit, args.out)
-    intervals = [float(x) for x in args.intervals.split(",")] if args.intervals else INTERVALS
-    return run(args.seeds, intervals, args.limit, args.out)
+        return run_per_rating(args.seeds, given or PER_RATING_INTERVALS, args.limit, args.out)
+    return run(args.seeds, given or INTERVALS, args.limit, args.out)
 
 
 if __name__ == "__main__":
