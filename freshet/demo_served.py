@@ -138,6 +138,5 @@ class ServedScores:
         if returning is not None:
             keep = np.array(self.returning, dtype=bool) == returning
             labels, scores = labels[keep], scores[keep]
-        if labels.size == 0 or labels.min() == labels.max():
-            return None
-        return evaluation.auc(scores, labels)
+        v = evaluation.auc(scores, labels)  # nan when one label (or none) was scored
+        return None if np.isnan(v) else v
