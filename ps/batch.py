@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -143,3 +144,17 @@ def from_ipc(data: bytes) -> pa.RecordBatch:
     table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     batches = table.combine_chunks().to_batches()
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def write_file(path: str | Path, batch: pa.RecordBatch) -> None:
+    """One record batch as an Arrow IPC file (snapshots: :func:`read_file` maps it)."""
+    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, batch.schema) as w:
+        w.write_batch(batch)
+
+
+def read_file(path: str | Path) -> Iterator[pa.RecordBatch]:
+    """The record batches of an Arrow IPC file, memory-mapped, not read into memory."""
+    with pa.memory_map(str(path)) as f:
+        reader = pa.ipc.open_file(f)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)

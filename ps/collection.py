@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 
 from freshet.config import SlotConfig
-from ps.batch import SlotRows, from_batch, to_batch
+from ps.batch import SlotRows, from_batch, read_file, to_batch, write_file
 from ps.slot import Cells, EmbeddingSlot
 
-_FORMAT = "freshet.ps.snapshot/1"
+_FORMAT = "freshet.ps.snapshot/2"
 
 
 class EmbeddingCollection:
@@ -230,20 +230,11 @@ class EmbeddingCollection:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "backend": self.backend, "hashed_rows": self.hashed_rows,
-                "seed": self.seed, "slots": {}}
-        parts = self._live_parts()
-        for k, (name, s) in enumerate(self.slots.items()):
-            sketch, filter_meta = s.filter.state()
-            np.save(path / f"sketch-{k}.npy", sketch, allow_pickle=False)
-            meta["slots"][name] = {
-                "dim": s.dim, "width": s.width, "optimizer": s.config.optimizer,
-                "filter": filter_meta, "sketch_file": f"sketch-{k}.npy",
-                "init_rng": s.init_rng.bit_generator.state, "filtered": s.filtered,
-            }
+                "seed": self.seed, "init_rng": self.init_state(),
+                "shapes": {name: [s.dim, s.width] for name, s in self.slots.items()}}
         # One batch: an Arrow IPC file allows a single dictionary for the slot column.
-        batch = to_batch(parts, with_state=True)
-        with pa.OSFile(str(path / "rows.arrow"), "wb") as f, pa.ipc.new_file(f, batch.schema) as w:
-            w.write_batch(batch)
+        write_file(path / "rows.arrow", to_batch(self._live_parts(), with_state=True))
+        write_file(path / "filters.arrow", self.filter_state())
         (path / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -254,22 +245,19 @@ class EmbeddingCollection:
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path}: not a {_FORMAT} snapshot")
         out = cls(slots, meta["backend"], meta["hashed_rows"], meta["seed"])
-        for name, m in meta["slots"].items():
+        for name, (dim, width) in meta["shapes"].items():
             s = out._slot(name)
-            if (s.dim, s.width) != (m["dim"], m["width"]):
-                raise ValueError(f"{name}: snapshot dim/width {m['dim']}/{m['width']} "
+            if (s.dim, s.width) != (dim, width):
+                raise ValueError(f"{name}: snapshot dim/width {dim}/{width} "
                                  f"!= config {s.dim}/{s.width}")
-            sketch = np.load(path / m["sketch_file"], allow_pickle=False)
-            s.filter.load_state(sketch, m["filter"])
-            s.init_rng.bit_generator.state = m["init_rng"]
-            s.filtered = m["filtered"]
-        with pa.memory_map(str(path / "rows.arrow")) as f:
-            reader = pa.ipc.open_file(f)
-            for i in range(reader.num_record_batches):
-                for part in from_batch(reader.get_batch(i)):
-                    s = out._slot(part.slot)
-                    values = np.hstack([part.values, part.state]) if len(part.ids) else part.values
-                    s.upsert(part.ids, values, part.stamps)
+        for batch in read_file(path / "filters.arrow"):
+            out.load_filter_state(batch)
+        out.set_init_state(meta["init_rng"])
+        for batch in read_file(path / "rows.arrow"):
+            for part in from_batch(batch):
+                s = out._slot(part.slot)
+                values = np.hstack([part.values, part.state]) if len(part.ids) else part.values
+                s.upsert(part.ids, values, part.stamps)
         return out
 
     # -- accounting ----------------------------------------------------------------

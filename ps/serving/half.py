@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from freshet.config import SlotConfig
-from ps.batch import SlotRows, from_batch, to_batch
+from ps.batch import SlotRows, from_batch, read_file, to_batch, write_file
 from ps.table import CuckooTable
 
 _FORMAT = "freshet.serving.half/1"
@@ -119,10 +119,7 @@ class HalfCollection:
         for name, s in self.slots.items():
             ids, values = s.dump()
             parts.append(SlotRows(name, ids, values, np.zeros(len(ids)), none))
-        batch = to_batch(parts)
-        with pa.OSFile(str(path / "rows.arrow"), "wb") as f, \
-                pa.ipc.new_file(f, batch.schema) as w:
-            w.write_batch(batch)
+        write_file(path / "rows.arrow", to_batch(parts))
         dims = {name: s.dim for name, s in self.slots.items()}
         (path / "meta.json").write_text(json.dumps({"format": _FORMAT, "dims": dims}))
 
@@ -136,8 +133,6 @@ class HalfCollection:
         for name, dim in meta["dims"].items():
             if out.dim(name) != dim:
                 raise ValueError(f"{name}: snapshot dim {dim} != config {out.dim(name)}")
-        with pa.memory_map(str(path / "rows.arrow")) as f:
-            reader = pa.ipc.open_file(f)
-            for i in range(reader.num_record_batches):
-                out.apply(reader.get_batch(i))
+        for batch in read_file(path / "rows.arrow"):
+            out.apply(batch)
         return out
