@@ -67,6 +67,9 @@ class Run:
     syncs: dict[str, int] = field(default_factory=dict)
     sync_bytes: dict[str, int] = field(default_factory=dict)
     sizes: list[dict[str, Any]] = field(default_factory=list)  # table size samples
+    # ``probes``: each copy's logits for them, and their labels (not trained on)
+    probed: dict[str, np.ndarray] = field(default_factory=dict)
+    probe_labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: float = 0.0
     trainer: Any = None  # the Trainer, for inspection after the run
 
@@ -84,6 +87,7 @@ def walk_forward(
     copies: Sequence[CopySpec] = (),
     evict_every_s: float = 0.0,
     size_every_s: float = DAY_S,
+    probes: Sequence[ExampleBatch | None] | None = None,
 ) -> Run:
     """Score-then-train through ``batches``; see the module docstring.
 
@@ -101,6 +105,10 @@ def walk_forward(
         Event-time interval between expiry passes (slots with ``ttl_s``); 0: never.
     size_every_s : float
         Event-time interval between table-size samples.
+    probes : sequence of ExampleBatch or None, optional
+        One per step: examples the copies score before the step and nobody trains
+        on, e.g. impressions scored when they are shown while their labelled
+        examples reach the trainer later.
     """
     trainer = Trainer(model, train, collection)
     if copies and any(not s.table.collisionless for s in trainer.tables.slots.values()):
@@ -116,6 +124,8 @@ def walk_forward(
     sample = Schedule(size_every_s)
     last_step: dict[str, dict[int, int]] = {"user": {}, "item": {}}
     online, labels, ts, sizes = [], [], [], []
+    probed: dict[str, list[np.ndarray]] = {c.name: [] for c in serving}
+    probe_labels = []
     t = time.perf_counter()
     for step, batch in enumerate(batches):
         first = int(batch.ts[0])
@@ -124,6 +134,10 @@ def walk_forward(
             c.maybe_sync(first, step, dense)
             c.logits.append(c.score(batch))
             c.stale.append(_changed_since(batch, last_step, c.synced_steps))
+            if probes is not None and probes[step] is not None:
+                probed[c.name].append(c.score(probes[step]))
+        if probes is not None and probes[step] is not None:
+            probe_labels.append(probes[step].label)
         if evict is not None and evict.due(first):
             trainer.tables.evict_expired(first / 1000.0)
         if sample.due(first):
@@ -148,6 +162,7 @@ def walk_forward(
         stale={c.name: cat(c.stale).astype(bool) for c in serving},
         syncs={c.name: c.syncs for c in serving},
         sync_bytes={c.name: c.bytes for c in serving},
+        probed={name: cat(v) for name, v in probed.items()}, probe_labels=cat(probe_labels),
         sizes=sizes, seconds=time.perf_counter() - t, trainer=trainer,
     )
 

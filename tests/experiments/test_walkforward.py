@@ -18,7 +18,8 @@ from freshet.produce.synthetic import SyntheticSpec
 
 DAY_MS = int(DAY_S * 1000)
 MODULES = ["experiments.streams", "experiments.serving_copy", "experiments.walkforward",
-           "experiments.common", "experiments.plots", "experiments.sync"]
+           "experiments.common", "experiments.plots", "experiments.sync",
+           "experiments.join_order"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -57,6 +58,22 @@ def test_sync_every_step_scores_like_the_trainer(per_example: bool) -> None:
     np.testing.assert_allclose(served[first], online[first], atol=1e-4)
     rest = np.setdiff1d(np.arange(len(online)), first)
     assert np.abs(served[rest] - online[rest]).max() > 0.01
+
+
+def test_probes_are_scored_by_the_copies_at_their_step_and_not_trained() -> None:
+    batches = stream()
+    copy = [CopySpec("hourly", 3600.0)]
+    plain = walk_forward(batches, model(), TrainConfig(), copies=copy)
+    probes: list = [None] * len(batches)
+    probes[9] = batches[9]
+    probed = walk_forward(batches, model(), TrainConfig(), copies=copy, probes=probes)
+    np.testing.assert_array_equal(probed.online, plain.online)  # probes train nothing
+    at = sum(len(b) for b in batches[:9])
+    np.testing.assert_array_equal(probed.probed["hourly"],
+                                  plain.served["hourly"][at : at + len(batches[9])])
+    assert probed.probe_labels.tolist() == batches[9].label.tolist()
+    # the copy, not the trainer, scored them
+    assert not np.allclose(probed.probed["hourly"], plain.online[at : at + len(batches[9])])
 
 
 def test_daily_model_is_stale_within_the_day() -> None:
