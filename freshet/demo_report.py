@@ -107,8 +107,9 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         "![progressive AUC](demo_auc.png)",
         "",
         "The trainer's window AUC is over examples it scored before learning them. It is "
-        "higher than the time-ordered walk-forward AUC (0.764) because the joiner delivers "
-        "positives and negatives in separate blocks. The served AUC is the honest online "
+        "higher than the time-ordered walk-forward AUC (0.764) because the joiner sends a "
+        "negative when its window closes, at this replay speed hundreds of ratings after "
+        "the positives of the same moment. The served AUC is the honest online "
         "figure: every poll the live server ranked the next ratings of the replay before the "
         "producer sent them (scores that came back after their impression was sent are "
         f"dropped: {st.get('served_overtaken', 0):,} here). The replay runs MovieLens' seven "
