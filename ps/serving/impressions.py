@@ -85,6 +85,9 @@ class ImpressionLogger(threading.Thread):
             self.metrics.impressions.labels("logged").inc(len(req.items))
             self.producer.poll(0)
         self.producer.flush(10)
+        # Drop the client now: the server object may live on (the app holds it) and its
+        # client would retry a stopped broker until the process exits.
+        self.producer = None
 
     def _produce(self, key: bytes, value: bytes) -> None:
         try:
