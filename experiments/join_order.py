@@ -11,9 +11,9 @@ negatives of the same period. This experiment trains the same DeepFM walk-forwar
 MovieLens in event-time order and in that emission order, and reports both AUCs.
 
 With ``--delay-ratings`` the delay is counted in ratings instead, as the demo makes it:
-it replays seven months in ~90 s (~1,100 ratings per wall second), and its joiner
-emits a negative when the watermark passes, a watermark tick (200 ms) or more after
-the positives of the same event time, i.e. hundreds of ratings later. Each negative
+it replays seven months in ~90 s (~1,100 ratings per wall second), and a negative
+leaves its joiner a median 200 ms after the positives of the same event time (output
+batches and watermark ticks; p99 3-4 s), i.e. hundreds of ratings later. Each negative
 is trained ``K`` ratings after its impression (positives at once), and a serving copy
 syncs every ``--sync-every`` ratings. The copy scores every rating when it is shown
 (at its place in rating order, before the trainer has its label), as the demo's server
@@ -25,6 +25,7 @@ share.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,7 +94,7 @@ def shown_per_step(examples: Sequence[Example], steps: Sequence[ExampleBatch]
     """
     bounds = [0, *(int(b.ts[0]) // 1000 for b in steps[1:]), len(examples)]
     out: list[ExampleBatch | None] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         shown = examples[a:b]
         out.append(micro_batches(shown, len(shown))[0] if shown else None)
     return out
