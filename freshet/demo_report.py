@@ -106,10 +106,12 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         "",
         "![progressive AUC](demo_auc.png)",
         "",
-        "The trainer's window AUC is over examples it scored before learning them. It is "
-        "higher than the time-ordered walk-forward AUC (0.764) because the joiner sends a "
-        "negative when its window closes, at this replay speed hundreds of ratings after "
-        "the positives of the same moment. The served AUC is the honest online "
+        "The trainer's window AUC is over examples it scored before learning them. The "
+        "joiner sends a negative when its window closes, at this replay speed hundreds of "
+        "ratings after the positives of the same moment; the trainer holds examples until "
+        "then and trains in event-time order (train.hold_for_negatives_s), and what is "
+        "left of that delay still lifts the figure above the time-ordered walk-forward "
+        "AUC (0.764). The served AUC is the honest online "
         "figure: every poll the live server ranked the next ratings of the replay before the "
         "producer sent them (scores that came back after their impression was sent are "
         f"dropped: {st.get('served_overtaken', 0):,} here). The replay runs MovieLens' seven "

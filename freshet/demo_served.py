@@ -3,7 +3,7 @@
 The trainer's progressive AUC scores each example just before learning it, but in the
 order the joiner emits them: negatives when their window closes, at the demo's replay
 speed hundreds of ratings after the positives of the same moment, which inflates it
-(docs/results.md).
+(docs/results.md; the trainer's hold, docs/training.md, takes most of that away).
 A production system would report the AUC of the scores it *served*. So on every poll
 the demo asks the live server to rank the next few ratings of the replay, a little
 ahead of the producer, and keeps ``(score, label)`` for each. A poll's scores are kept

@@ -239,6 +239,11 @@ class ExampleBatch:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ExampleBatch:
+        return cls.from_rows(cls.rows_from_json(raw))
+
+    @staticmethod
+    def rows_from_json(raw: bytes | str) -> list[Any]:
+        """A message's example rows, decoded but not checked (:meth:`from_rows` checks)."""
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -246,7 +251,7 @@ class ExampleBatch:
         rows = obj.get("examples") if isinstance(obj, dict) and "examples" in obj else [obj]
         if not isinstance(rows, list):
             raise SchemaError("examples: expected a list")
-        return cls.from_rows(rows)
+        return rows
 
     @classmethod
     def from_rows(cls, rows: list[Any]) -> ExampleBatch:

@@ -20,6 +20,7 @@ from freshet.config import Config
 from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError
 from ps import EmbeddingCollection, from_ipc, to_ipc
 from ps.delta import encode_dense, encode_sparse
+from udfs.hold import HoldBuffer
 from udfs.param_sync import SparseBuffer, Versions
 from udfs.shard_state import StateStore, pack_meta, unpack_meta
 from udfs.trainer import Trainer
@@ -59,6 +60,7 @@ class ShardWorker:
         self.trainer = Trainer(cfg.model, cfg.train)
         self.subtask = -1  # the Flink subtask running this shard (set by the operator)
         self.sparse = SparseBuffer()
+        self.hold = HoldBuffer(cfg.train.hold_for_negatives_s, cfg.train.micro_batch)
         self.expiring = any(slot.ttl_s > 0 for slot in cfg.model.slots)
         self.versions = Versions()
         self.watermark_ms = 0
@@ -82,10 +84,12 @@ class ShardWorker:
 
     # -- training ---------------------------------------------------------------------
     def process(self, value: bytes) -> Outputs:
-        """Train on one examples-topic message; write state once; maybe sync."""
+        """Train on one examples-topic message (or on what it releases from the hold);
+        write state once; maybe sync."""
         out = Outputs()
         try:
-            batch = ExampleBatch.from_json(value)
+            rows = ExampleBatch.rows_from_json(value)
+            batch = ExampleBatch.from_rows(rows)
         except SchemaError as e:
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
             dead = DeadLetter(source="examples", reason=str(e), payload=text[:10_000])
@@ -100,6 +104,21 @@ class ShardWorker:
             out.metrics.append(Metric(JOB, "restored_examples", self.restored_examples,
                                       labels=labels).to_json().decode())
         self._announced = True
+        if self.hold.max_hold_s > 0 or len(self.hold):
+            self.hold.add(rows, batch.ts, batch.label, time.monotonic())
+            released = self._released()
+            if released is None:
+                self._save_meta()  # the held rows are state too
+                return out
+            batch = released
+        return out.extend(self._train(batch))
+
+    def _released(self, everything: bool = False) -> ExampleBatch | None:
+        rows = self.hold.release(time.monotonic(), everything)
+        return ExampleBatch.from_rows(rows) if rows else None
+
+    def _train(self, batch: ExampleBatch) -> Outputs:
+        out = Outputs()
         self.trainer.train_batch(batch)
         self.watermark_ms = max(self.watermark_ms, int(batch.ts.max()))
         now = time.monotonic()
@@ -152,16 +171,23 @@ class ShardWorker:
         return Outputs(params=msgs)
 
     def on_timer(self) -> Outputs:
-        """Processing-time flush, so the last rows go out when the stream pauses."""
+        """Processing-time flush, so the last rows go out when the stream pauses (and
+        examples held for longer than ``hold_for_negatives_s`` are trained)."""
         out = Outputs()
+        released = self._released() if len(self.hold) else None
+        if released is not None:
+            out.extend(self._train(released))
         if self.sparse.rows:
             out.extend(self.sync_sparse())
             self._save_meta()
         return out
 
     def finish(self) -> Outputs:
-        """End of a bounded input: sync everything and report the final figures."""
-        out = self.sync_sparse().extend(self.sync_dense())
+        """End of a bounded input: train what is held, sync everything and report the
+        final figures."""
+        released = self._released(everything=True)
+        out = self._train(released) if released is not None else Outputs()
+        out.extend(self.sync_sparse()).extend(self.sync_dense())
         if self.trainer.eval.w_count:
             out.extend(self._window_metrics())
         out.metrics += self._metrics(final=True)
@@ -205,6 +231,7 @@ class ShardWorker:
             "window": self.window,
             "watermark_ms": self.watermark_ms, "sparse_seq": self.versions.sparse,
             "dense_seq": self.versions.dense, "rng": self.trainer.tables.init_state(),
+            "hold": self.hold.state(),
         }
         self.state.put_meta(pack_meta(self.trainer.dense_state(), extra))
 
@@ -249,6 +276,8 @@ class ShardWorker:
         self.batches = extra.get("batches", 0)
         self.window, self.watermark_ms = extra["window"], extra["watermark_ms"]
         self.versions = Versions(extra["sparse_seq"], extra["dense_seq"])
+        if "hold" in extra:
+            self.hold.load(extra["hold"], time.monotonic())
 
     def save_snapshot(self, directory: str | Path) -> Path:
         """Write this shard's model (tables + dense state) for a later start."""

@@ -7,7 +7,8 @@ to Flink keys that land one per subtask (:mod:`udfs.routing`).
 
 Outputs: parameter deltas (Arrow IPC bytes) on the main output; metrics and dead
 letters (JSON) on side outputs. Timers: a processing-time timer flushes touched rows
-``sparse_sync_interval_s`` after a batch if nothing else has; an event-time timer at
+``sparse_sync_interval_s`` after a batch if nothing else has (and again while examples
+are held, until they are trained: :mod:`udfs.hold`); an event-time timer at
 the end of time fires when a bounded input (replay) ends and syncs everything.
 """
 
@@ -107,10 +108,13 @@ class TrainFunction(KeyedProcessFunction):
             timers.register_event_time_timer(END_OF_TIME)
             self.end_armed.add(key)
         if key not in self.flush_armed:
-            interval_ms = int(self.cfg.sync.sparse_sync_interval_s * 1000)
-            timers.register_processing_time_timer(int(time.time() * 1000) + max(interval_ms, 1))
-            self.flush_armed.add(key)
+            self._arm_flush(key, timers)
         yield from _emit(out)
+
+    def _arm_flush(self, key: int, timers: Any) -> None:
+        interval_ms = int(self.cfg.sync.sparse_sync_interval_s * 1000)
+        timers.register_processing_time_timer(int(time.time() * 1000) + max(interval_ms, 1))
+        self.flush_armed.add(key)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
         key = ctx.get_current_key()
@@ -122,6 +126,8 @@ class TrainFunction(KeyedProcessFunction):
         else:
             self.flush_armed.discard(key)
             out = worker.on_timer()
+            if len(worker.hold):  # held examples must not wait for the next message
+                self._arm_flush(key, ctx.timer_service())
         yield from _emit(out)
 
 

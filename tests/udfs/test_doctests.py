@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["udfs.evaluation", "udfs.pooling", "udfs.popularity", "udfs.routing",
            "udfs.param_sync", "udfs.shard_state", "udfs.trainer", "udfs.models.numpy_forward",
-           "jobs.train", "jobs.replay"]
+           "jobs.train", "jobs.replay", "udfs.hold"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -196,3 +196,66 @@ def test_expired_rows_are_deleted_in_state_and_on_the_params_topic(
     assert set(table_rows(w.trainer.tables)) & {("user_id", i) for i in range(10)} == set()
     restored = ShardWorker(cfg, 0, copy.deepcopy(state))
     assert table_rows(restored.trainer.tables).keys() == table_rows(w.trainer.tables).keys()
+
+
+def hold_cfg(streams: SimpleNamespace, hold_s: float) -> Config:
+    cfg = make_cfg(streams, sync_s=1e9)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                              hold_for_negatives_s=hold_s))
+
+
+def test_held_examples_train_in_event_time_order_once_negatives_as_late_arrive(
+        streams: SimpleNamespace) -> None:
+    # As the joiner emits them: a period's positives first, its negatives later.
+    exs = streams.examples(600, seed=3)
+    pos, neg = [e for e in exs if e.label], [e for e in exs if not e.label]
+    held = ShardWorker(hold_cfg(streams, 60.0), 0, MemoryState())
+    held.process(streams.messages(pos, size=len(pos))[0])
+    assert held.trainer.ledger.examples == 0 and len(held.hold) == len(pos)
+    held.process(streams.messages(neg[100:200], size=100)[0])
+    frontier = neg[100].ts  # the message's earliest negative
+    due = sorted((e for e in pos + neg[100:200] if e.ts <= frontier), key=lambda e: e.ts)
+    due = due[: len(due) - len(due) % 16]  # whole micro-batches only
+    assert len(due) >= 32
+    assert held.trainer.ledger.examples == len(due) and len(held.hold) == len(pos) + 100 - len(due)
+    # the same as training those examples in one message in event-time order
+    plain = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
+    plain.process(streams.messages(due, size=len(due))[0])
+    assert held.trainer.ledger == plain.trainer.ledger
+    for k, v in plain.trainer.dense_state().items():
+        np.testing.assert_array_equal(held.trainer.dense_state()[k], v, err_msg=k)
+    assert_same_rows(held.trainer.tables, plain.trainer.tables)
+
+
+def test_held_examples_survive_a_restore_and_are_trained_once(
+        streams: SimpleNamespace) -> None:
+    exs = streams.examples(900, seed=4)
+    cfg = hold_cfg(streams, 60.0)
+    msgs = streams.messages([e for e in exs if e.label], size=100) + streams.messages(
+        [e for e in exs if not e.label], size=100)
+    state = MemoryState()
+    a = ShardWorker(cfg, 0, state)
+    for m in msgs[:4]:
+        a.process(m)
+    assert len(a.hold) > 0
+    b = ShardWorker(cfg, 0, copy.deepcopy(state))  # killed here, restarted from state
+    assert len(b.hold) == len(a.hold) and b.hold.frontier == a.hold.frontier
+    for m in msgs[4:]:
+        b.process(m)
+    b.finish()  # end of input: what is still held is trained too
+    assert len(b.hold) == 0
+    everything = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
+    everything.process(streams.messages(exs, size=len(exs))[0])
+    assert b.trainer.ledger == everything.trainer.ledger  # each example once
+
+
+def test_examples_held_too_long_are_trained_on_the_timer(streams: SimpleNamespace) -> None:
+    import time
+
+    w = ShardWorker(hold_cfg(streams, 0.05), 0, MemoryState())
+    positives = [e for e in streams.examples(200, seed=5) if e.label]
+    w.process(streams.messages(positives, size=len(positives))[0])
+    assert w.trainer.ledger.examples == 0
+    time.sleep(0.1)
+    w.on_timer()
+    assert w.trainer.ledger.examples == len(positives) and len(w.hold) == 0
