@@ -210,14 +210,18 @@ def test_held_examples_train_in_event_time_order_once_negatives_as_late_arrive(
     exs = streams.examples(600, seed=3)
     pos, neg = [e for e in exs if e.label], [e for e in exs if not e.label]
     held = ShardWorker(hold_cfg(streams, 60.0), 0, MemoryState())
-    held.process(streams.messages(pos, size=len(pos))[0])
+    half = len(pos) // 2
+    for part in (pos[half:], pos[:half]):  # out of event-time order
+        held.process(streams.messages(part, size=len(part))[0])
     assert held.trainer.ledger.examples == 0 and len(held.hold) == len(pos)
-    held.process(streams.messages(neg[100:200], size=100)[0])
-    frontier = neg[100].ts  # the message's earliest negative
-    due = sorted((e for e in pos + neg[100:200] if e.ts <= frontier), key=lambda e: e.ts)
+    closing = neg[210:]  # a later message of negatives
+    held.process(streams.messages(closing, size=len(closing))[0])
+    frontier = closing[0].ts  # the message's earliest negative
+    due = sorted((e for e in pos + closing if e.ts <= frontier), key=lambda e: e.ts)
+    assert len(due) % 16 and due[-1].ts > pos[half].ts  # both messages' positives
     due = due[: len(due) - len(due) % 16]  # whole micro-batches only
-    assert len(due) >= 32
-    assert held.trainer.ledger.examples == len(due) and len(held.hold) == len(pos) + 100 - len(due)
+    assert held.trainer.ledger.examples == len(due)
+    assert len(held.hold) == len(pos) + len(closing) - len(due)
     # the same as training those examples in one message in event-time order
     plain = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
     plain.process(streams.messages(due, size=len(due))[0])
