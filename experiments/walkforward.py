@@ -129,15 +129,16 @@ def walk_forward(
     t = time.perf_counter()
     for step, batch in enumerate(batches):
         first = int(batch.ts[0])
+        probe = probes[step] if probes is not None else None
         dense = _once(trainer.dense_weights)  # exported once per step, if any copy asks
         for c in serving:
             c.maybe_sync(first, step, dense)
             c.logits.append(c.score(batch))
             c.stale.append(_changed_since(batch, last_step, c.synced_steps))
-            if probes is not None and probes[step] is not None:
-                probed[c.name].append(c.score(probes[step]))
-        if probes is not None and probes[step] is not None:
-            probe_labels.append(probes[step].label)
+            if probe is not None:
+                probed[c.name].append(c.score(probe))
+        if probe is not None:
+            probe_labels.append(probe.label)
         if evict is not None and evict.due(first):
             trainer.tables.evict_expired(first / 1000.0)
         if sample.due(first):

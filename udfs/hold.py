@@ -42,9 +42,12 @@ Examples
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
+
+_EVENT_TIME = operator.itemgetter(0, 1)  # (ts, arrival seq) of a held item
 
 
 class HoldBuffer:
@@ -75,20 +78,20 @@ class HoldBuffer:
         """The rows due, in event-time order (arrival order among equal times)."""
         if everything or self.max_hold_s <= 0:
             due, self._held = self._held, []
+            if self.max_hold_s > 0:
+                due.sort(key=_EVENT_TIME)
         else:
             cut, frontier = now - self.max_hold_s, self.frontier
             due, keep = [], []
             for item in self._held:
                 ready = item[2] <= cut or (frontier is not None and item[0] <= frontier)
                 (due if ready else keep).append(item)
-            due.sort(key=lambda item: (item[0], item[1]))
+            due.sort(key=_EVENT_TIME)
             extra = len(due) % self.multiple
             if extra and not any(item[2] <= cut for item in due[-extra:]):
                 keep = due[-extra:] + keep  # wait to fill the micro-batch
                 due = due[:-extra]
             self._held = keep
-        if self.max_hold_s > 0:
-            due.sort(key=lambda item: (item[0], item[1]))
         return [item[3] for item in due]
 
     def state(self) -> dict[str, Any]:

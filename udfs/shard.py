@@ -174,7 +174,7 @@ class ShardWorker:
         """Processing-time flush, so the last rows go out when the stream pauses (and
         examples held for longer than ``hold_for_negatives_s`` are trained)."""
         out = Outputs()
-        released = self._released() if len(self.hold) else None
+        released = self._released()
         if released is not None:
             out.extend(self._train(released))
         if self.sparse.rows:
