@@ -210,6 +210,7 @@ class Server:
             "ready": self.state.dense is not None and self.loader.caught_up.is_set(),
             "model_version": v.model,
             "table_version": v.table,
+            "saved_table_version": self.store.saved_table_version,  # what a restart keeps
             "watermark_ms": self.state.watermark_ms(),
             "rows": self.state.table_rows(),
         }

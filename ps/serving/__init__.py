@@ -3,7 +3,7 @@ keeps it fresh.
 
 - :mod:`ps.serving.state`: tables + dense model with per-update atomic visibility;
 - :mod:`ps.serving.loader`: applies the ``params`` topic, dedupes, snapshots;
-- :mod:`ps.serving.store`: atomic snapshots with the loader's position;
+- :mod:`ps.serving.store`: incremental, atomic saves (RocksDB) with the loader's position;
 - :mod:`ps.serving.gate`: the validation gate for dense updates;
 - :mod:`ps.serving.scoring`: pooling + dense forward for a request;
 - :mod:`ps.serving.demotion`, :mod:`ps.serving.impressions`, :mod:`ps.serving.metrics`.

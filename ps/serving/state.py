@@ -123,6 +123,7 @@ class ServingState:
         self.dense: DenseModel | None = None
         self.versions = Versions()
         self._lock = threading.Lock()
+        self._changes: list[pa.RecordBatch] | None = None  # see track_changes
 
     # -- reads (any thread) --------------------------------------------------------
     def read(self, ids: Mapping[str, np.ndarray]) -> View:
@@ -146,6 +147,8 @@ class ServingState:
         self.check_sparse(delta)
         with self._lock:
             self.tables.apply(delta)
+            if self._changes is not None:
+                self._changes.append(delta)
             self.versions.table += 1
             old = self.versions.watermark_ms.get(shard, watermark_ms)
             self.versions.watermark_ms[shard] = max(old, watermark_ms)
@@ -171,6 +174,20 @@ class ServingState:
             if bad.any():
                 raise ValueError(f"slot {name!r}: rows of {int(lengths[bad][0])} values, "
                                  f"serving dim is {dim}")
+
+    def track_changes(self) -> None:
+        """Record the sparse updates applied from now on, for :meth:`take_changes` (a
+        store saving incrementally); forgets any recorded so far."""
+        with self._lock:
+            self._changes = []
+
+    def take_changes(self) -> list[pa.RecordBatch]:
+        """The sparse updates applied since :meth:`track_changes` or the last take."""
+        with self._lock:
+            if self._changes is None:
+                raise RuntimeError("take_changes before track_changes")
+            changes, self._changes = self._changes, []
+            return changes
 
     def set_dense(self, model: DenseModel) -> int:
         """Swap in a dense model (one reference); returns the new model version."""

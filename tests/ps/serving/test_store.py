@@ -1,4 +1,5 @@
-"""Snapshots: round trip, and a crash while writing leaves the previous one in force."""
+"""The serving store: round trip, incremental saves, and a failed save leaves the
+previous one in force and is made good by the next."""
 
 from __future__ import annotations
 
@@ -46,23 +47,69 @@ def test_no_snapshot_means_empty_state(tmp_path: Path) -> None:
     assert pos == Position() and state.dense is None and state.table_rows()["user_id"] == 0
 
 
-def test_crash_during_save_keeps_previous_snapshot(tmp_path: Path, monkeypatch) -> None:
+def items(state: ServingState, slot: str, ids: np.ndarray) -> np.ndarray:
+    return state.read({slot: ids}).embeddings[slot][:, 0]
+
+
+def test_saves_write_only_what_changed(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    state, _ = store.load(SLOTS)
+    ids = np.arange(100)
+    state.apply_sparse(sparse_rows({"user_id": (ids, np.ones((100, 4)))}), 0, 1)
+    assert store.save(state, Position(offsets={0: 1})) == 100
+    assert store.save(state, Position(offsets={0: 1})) == 0
+    state.apply_sparse(sparse_rows({"user_id": ([5, 500], np.full((2, 4), 2.0))},
+                                   deleted={"user_id": [7]}), 0, 2)
+    assert store.save(state, Position(offsets={0: 2})) == 3
+    back, pos = SnapshotStore(tmp_path).load(SLOTS)
+    assert pos.offsets == {0: 2} and back.versions == state.versions
+    every = np.arange(501)
+    np.testing.assert_array_equal(items(back, "user_id", every), items(state, "user_id", every))
+    assert back.table_rows() == state.table_rows() == {"user_id": 100, "item_id": 0}
+
+
+def test_a_state_the_store_did_not_load_is_saved_in_full(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
     store.save(filled_state(1.0), Position(offsets={0: 10}))
+    other = ServingState(SLOTS)  # e.g. tables rebuilt after a reset
+    other.apply_sparse(sparse_rows({"item_id": ([3], np.ones((1, 4)))}), 0, 1)
+    assert store.save(other, Position(offsets={0: 11})) == 1
+    back, _ = SnapshotStore(tmp_path).load(SLOTS)
+    assert back.table_rows() == {"user_id": 0, "item_id": 1}  # nothing of the first state
+
+
+def test_failed_save_keeps_the_previous_and_the_next_save_makes_it_good(
+    tmp_path: Path, monkeypatch
+) -> None:
+    store = SnapshotStore(tmp_path)
+    state, _ = store.load(SLOTS)
+    ids = np.arange(100)
+    state.apply_sparse(sparse_rows({"user_id": (ids, np.ones((100, 4)))}), 0, 1)
+    store.save(state, Position(offsets={0: 10}))
+    state.apply_sparse(sparse_rows({"user_id": ([0, 200], np.full((2, 4), 2.0))}), 0, 2)
 
     def crash(*_a, **_k):
         raise OSError("disk full")
 
-    monkeypatch.setattr("ps.serving.store._fsync_dir", crash)
+    monkeypatch.setattr("ps.serving.store._commit", crash)
     with pytest.raises(OSError):
-        store.save(filled_state(2.0), Position(offsets={0: 20}))
-    state, pos = SnapshotStore(tmp_path).load(SLOTS)
+        store.save(state, Position(offsets={0: 20}))
+    back, pos = SnapshotStore(tmp_path).load(SLOTS)
     assert pos.offsets == {0: 10}
-    assert state.read({"user_id": np.array([0])}).embeddings["user_id"][0, 0] == 1.0
+    assert items(back, "user_id", np.array([0, 200])).tolist() == [1.0, 0.0]
     monkeypatch.undo()
-    store.save(filled_state(3.0), Position(offsets={0: 30}))  # a later save still works
-    assert SnapshotStore(tmp_path).load(SLOTS)[1].offsets == {0: 30}
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("snap-")]) == 1
+    # The failed save took the recorded changes: the next one must still write them.
+    state.apply_sparse(sparse_rows({"user_id": ([1], np.full((1, 4), 3.0))}), 0, 3)
+    assert store.save(state, Position(offsets={0: 30})) == 101  # in full
+    back, pos = SnapshotStore(tmp_path).load(SLOTS)
+    assert pos.offsets == {0: 30}
+    assert items(back, "user_id", np.array([0, 1, 2, 200])).tolist() == [2.0, 3.0, 1.0, 2.0]
+
+
+def test_a_store_with_other_dims_is_refused(tmp_path: Path) -> None:
+    SnapshotStore(tmp_path).save(filled_state(1.0), Position())
+    with pytest.raises(ValueError, match="slot 'user_id' was stored with dim 4"):
+        SnapshotStore(tmp_path).load([SlotConfig("user_id", dim=8), SLOTS[1]])
 
 
 def test_fp16_tables_round_trip_and_precision_mismatch_is_refused(tmp_path: Path) -> None:
@@ -84,5 +131,17 @@ def test_fp16_tables_round_trip_and_precision_mismatch_is_refused(tmp_path: Path
     back, _ = SnapshotStore(tmp_path).load(SLOTS, precision="fp16")
     np.testing.assert_array_equal(back.read({"item_id": ids}).embeddings["item_id"], got)
     assert back.precision == "fp16" and back.table_rows()["item_id"] == 4999
-    with pytest.raises(ValueError, match="snapshot tables are fp16"):
+    with pytest.raises(ValueError, match="stored tables are fp16"):
         SnapshotStore(tmp_path).load(SLOTS)
+
+
+def test_loading_in_chunks_reads_every_row_once(tmp_path: Path, monkeypatch) -> None:
+    state = filled_state(0.5)
+    SnapshotStore(tmp_path).save(state, Position())
+    monkeypatch.setattr("ps.serving.store._LOAD_CHUNK", 7)  # 100 rows: 14 full chunks + 2
+    back, _ = SnapshotStore(tmp_path).load(SLOTS)
+    assert back.table_rows() == {"user_id": 100, "item_id": 100}
+    ids = {"user_id": np.arange(100), "item_id": np.arange(100) * 7}
+    for slot, i in ids.items():
+        np.testing.assert_array_equal(back.read({slot: i}).embeddings[slot],
+                                      state.read({slot: i}).embeddings[slot])
