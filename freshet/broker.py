@@ -46,9 +46,18 @@ def wait_for_metadata(bootstrap: str, timeout_s: float = 20.0) -> None:
     """Return once the broker answers a metadata request, else raise BrokerError."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
+    # Wait for the port first: a client that finds it closed logs "Connection refused".
+    host, port = bootstrap.rsplit(":", 1)
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+            break
+        except OSError as e:
+            last = e
+            time.sleep(0.05)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
     while time.monotonic() < deadline:
         try:
             admin.list_topics(timeout=2)
