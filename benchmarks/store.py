@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -40,7 +41,8 @@ def timed(fn):  # noqa: ANN001, ANN201
     return out, time.perf_counter() - t
 
 
-def benchmark(rows: int, updates: int, rows_per_update: int, seed: int = 0) -> dict:
+def benchmark(rows: int, updates: int, rows_per_update: int, rounds: int = 20,
+              seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         store = SnapshotStore(Path(tmp) / "store")
@@ -51,21 +53,27 @@ def benchmark(rows: int, updates: int, rows_per_update: int, seed: int = 0) -> d
                                0, 1)
         written, first_s = timed(lambda: store.save(state, Position(offsets={0: 1})))
         print(f"saved {written:,} rows in {first_s:.1f}s", file=sys.stderr, flush=True)
-        fresh = rows
-        for k in range(updates):
-            n_new = rows_per_update // 10
-            ids = np.concatenate([rng.integers(0, rows, rows_per_update - n_new),
-                                  np.arange(fresh, fresh + n_new)])
-            fresh += n_new
-            state.apply_sparse(sparse_rows({"item_id": (ids, rng.normal(size=(len(ids), DIM)))}),
-                               0, 2 + k)
-        changed, incremental_s = timed(lambda: store.save(state, Position(offsets={0: 2})))
-        full, full_s = timed(lambda: SnapshotStore(Path(tmp) / "full").save(state, Position()))
+        fresh, saves = rows, []
+        for _ in range(rounds):
+            for _ in range(updates):
+                n_new = rows_per_update // 10
+                ids = np.concatenate([rng.integers(0, rows, rows_per_update - n_new),
+                                      np.arange(fresh, fresh + n_new)])
+                fresh += n_new
+                state.apply_sparse(
+                    sparse_rows({"item_id": (ids, rng.normal(size=(len(ids), DIM)))}), 0, 2)
+            changed, seconds = timed(lambda: store.save(state, Position(offsets={0: 2})))
+            saves.append(seconds)
+        incremental_s = statistics.median(saves)
+        store.close()
+        with SnapshotStore(Path(tmp) / "full") as other:
+            full, full_s = timed(lambda: other.save(state, Position()))
         print(f"incremental {changed:,} rows in {incremental_s:.3f}s; full {full:,} rows in "
               f"{full_s:.1f}s", file=sys.stderr, flush=True)
         arrow = Path(tmp) / "arrow"
         _, arrow_s = timed(lambda: state.tables.snapshot(arrow))
-        (back, _), load_s = timed(lambda: SnapshotStore(Path(tmp) / "store").load(SLOTS))
+        with SnapshotStore(Path(tmp) / "store") as again:
+            (back, _), load_s = timed(lambda: again.load(SLOTS))
         restored, arrow_restore_s = timed(
             lambda: EmbeddingCollection.restore(arrow, serving_slots(SLOTS)))
         probe = rng.integers(0, fresh, 10_000)
@@ -75,7 +83,10 @@ def benchmark(rows: int, updates: int, rows_per_update: int, seed: int = 0) -> d
     return {
         "rows": fresh, "dim": DIM, "updates": updates, "rows_per_update": rows_per_update,
         "rows_written_incremental": changed, "rows_written_full": full,
-        "initial_save_s": round(first_s, 3), "incremental_save_s": round(incremental_s, 4),
+        "rounds": rounds, "initial_save_s": round(first_s, 3),
+        "incremental_save_s": round(incremental_s, 4),
+        "incremental_save_first_last_max_s": [round(x, 4) for x in (saves[0], saves[-1],
+                                                                   max(saves))],
         "full_save_s": round(full_s, 3), "arrow_snapshot_s": round(arrow_s, 3),
         "full_over_incremental": round(full_s / incremental_s, 1),
         "arrow_over_incremental": round(arrow_s / incremental_s, 1),
@@ -89,8 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--updates", type=int, default=100, help="updates between two saves")
     ap.add_argument("--rows-per-update", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=20, help="saves timed (median reported)")
     args = ap.parse_args(argv)
-    print(json.dumps(benchmark(args.rows, args.updates, args.rows_per_update)))
+    print(json.dumps(benchmark(args.rows, args.updates, args.rows_per_update, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -162,7 +162,9 @@ class Server:
                  self.loader.next)
 
     def stop(self) -> None:
-        self.loader.stop()
+        self.loader.stop()  # saves a last time
+        if not self.loader.is_alive():
+            self.store.close()
         self.tail.stop()
         if self.impressions is not None:
             self.impressions.stop()

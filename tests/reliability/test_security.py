@@ -52,14 +52,15 @@ def unsafe_calls(tree: ast.AST) -> list[str]:
                            and k.value.value is False for k in node.keywords)
                 if not safe:
                     found.append("np.load() without allow_pickle=False")
-            if name == "Rdict":  # rocksdict pickles values unless opened in raw mode
-                opts = [a for a in node.args[1:2]] + [k.value for k in node.keywords
-                                                      if k.arg == "options"]
-                raw = any(isinstance(o, ast.Call) and any(
+            # rocksdict pickles values unless opened in raw mode: an Rdict gets options,
+            # and every (rocksdict) Options is made with raw_mode=True.
+            if name == "Rdict" and len(node.args) < 2 and not any(
+                    k.arg == "options" for k in node.keywords):
+                found.append("Rdict() without options")
+            if name == "Options" and not any(
                     k.arg == "raw_mode" and isinstance(k.value, ast.Constant)
-                    and k.value.value is True for k in o.keywords) for o in opts)
-                if not raw:
-                    found.append("Rdict() without Options(raw_mode=True)")
+                    and k.value.value is True for k in node.keywords):
+                found.append("Options() without raw_mode=True")
     return found
 
 
@@ -68,11 +69,11 @@ def test_unsafe_call_finder_finds_them() -> None:
            "np.load('x')\nnp.load('x', allow_pickle=True)\nnp.load('x', allow_pickle=False)\n"
            "eval('1')\nimport yaml\nyaml.load(s)\nyaml.safe_load(s)\n"
            "Rdict(p)\nRdict(p, Options())\nRdict(p, Options(raw_mode=True))\n"
-           "Rdict(p, options=Options(raw_mode=True))\n")
+           "Rdict(p, options=o)\n")
     assert unsafe_calls(ast.parse(src)) == [
         "import pickle", "import cloudpickle", "np.load() without allow_pickle=False",
         "np.load() without allow_pickle=False", "eval()", "yaml.load()",
-        "Rdict() without Options(raw_mode=True)", "Rdict() without Options(raw_mode=True)"]
+        "Rdict() without options", "Options() without raw_mode=True"]
 
 
 def test_no_pickle_or_eval_in_project_code() -> None:

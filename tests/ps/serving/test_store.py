@@ -25,11 +25,21 @@ def filled_state(value: float) -> ServingState:
     return state
 
 
+def save(path: Path, state: ServingState, position: Position) -> int:
+    with SnapshotStore(path) as store:
+        return store.save(state, position)
+
+
+def load(path: Path, slots=SLOTS, **kw) -> tuple[ServingState, Position]:  # noqa: ANN001
+    with SnapshotStore(path) as store:
+        return store.load(slots, **kw)
+
+
 def test_round_trip(tmp_path: Path) -> None:
     state = filled_state(0.25)
     pos = Position(offsets={0: 17, 1: 3}, last_crc={0: 123, 1: 456}, seqs={"m/sparse/1": 5})
-    SnapshotStore(tmp_path).save(state, pos)
-    got, got_pos = SnapshotStore(tmp_path).load(SLOTS)
+    save(tmp_path, state, pos)
+    got, got_pos = load(tmp_path)
     assert got_pos == pos
     assert got.versions == state.versions
     assert got.dense.seq == 9 and got.dense.watermark_ms == 40
@@ -43,7 +53,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_no_snapshot_means_empty_state(tmp_path: Path) -> None:
-    state, pos = SnapshotStore(tmp_path / "none").load(SLOTS)
+    state, pos = load(tmp_path / "none")
     assert pos == Position() and state.dense is None and state.table_rows()["user_id"] == 0
 
 
@@ -61,7 +71,8 @@ def test_saves_write_only_what_changed(tmp_path: Path) -> None:
     state.apply_sparse(sparse_rows({"user_id": ([5, 500], np.full((2, 4), 2.0))},
                                    deleted={"user_id": [7]}), 0, 2)
     assert store.save(state, Position(offsets={0: 2})) == 3
-    back, pos = SnapshotStore(tmp_path).load(SLOTS)
+    store.close()
+    back, pos = load(tmp_path)
     assert pos.offsets == {0: 2} and back.versions == state.versions
     every = np.arange(501)
     np.testing.assert_array_equal(items(back, "user_id", every), items(state, "user_id", every))
@@ -74,7 +85,8 @@ def test_a_state_the_store_did_not_load_is_saved_in_full(tmp_path: Path) -> None
     other = ServingState(SLOTS)  # e.g. tables rebuilt after a reset
     other.apply_sparse(sparse_rows({"item_id": ([3], np.ones((1, 4)))}), 0, 1)
     assert store.save(other, Position(offsets={0: 11})) == 1
-    back, _ = SnapshotStore(tmp_path).load(SLOTS)
+    store.close()
+    back, _ = load(tmp_path)
     assert back.table_rows() == {"user_id": 0, "item_id": 1}  # nothing of the first state
 
 
@@ -94,22 +106,24 @@ def test_failed_save_keeps_the_previous_and_the_next_save_makes_it_good(
     monkeypatch.setattr("ps.serving.store._commit", crash)
     with pytest.raises(OSError):
         store.save(state, Position(offsets={0: 20}))
-    back, pos = SnapshotStore(tmp_path).load(SLOTS)
+    store.close()  # reopened by its next save
+    back, pos = load(tmp_path)
     assert pos.offsets == {0: 10}
     assert items(back, "user_id", np.array([0, 200])).tolist() == [1.0, 0.0]
     monkeypatch.undo()
     # The failed save took the recorded changes: the next one must still write them.
     state.apply_sparse(sparse_rows({"user_id": ([1], np.full((1, 4), 3.0))}), 0, 3)
     assert store.save(state, Position(offsets={0: 30})) == 101  # in full
-    back, pos = SnapshotStore(tmp_path).load(SLOTS)
+    store.close()
+    back, pos = load(tmp_path)
     assert pos.offsets == {0: 30}
     assert items(back, "user_id", np.array([0, 1, 2, 200])).tolist() == [2.0, 3.0, 1.0, 2.0]
 
 
 def test_a_store_with_other_dims_is_refused(tmp_path: Path) -> None:
-    SnapshotStore(tmp_path).save(filled_state(1.0), Position())
+    save(tmp_path, filled_state(1.0), Position())
     with pytest.raises(ValueError, match="slot 'user_id' was stored with dim 4"):
-        SnapshotStore(tmp_path).load([SlotConfig("user_id", dim=8), SLOTS[1]])
+        load(tmp_path, [SlotConfig("user_id", dim=8), SLOTS[1]])
 
 
 def test_fp16_tables_round_trip_and_precision_mismatch_is_refused(tmp_path: Path) -> None:
@@ -127,19 +141,19 @@ def test_fp16_tables_round_trip_and_precision_mismatch_is_refused(tmp_path: Path
     full.apply_sparse(sparse_rows({"item_id": (ids, vals)}), 0, 1)
     assert state.nbytes() < full.nbytes()
 
-    SnapshotStore(tmp_path).save(state, Position(offsets={0: 2}))
-    back, _ = SnapshotStore(tmp_path).load(SLOTS, precision="fp16")
+    save(tmp_path, state, Position(offsets={0: 2}))
+    back, _ = load(tmp_path, precision="fp16")
     np.testing.assert_array_equal(back.read({"item_id": ids}).embeddings["item_id"], got)
     assert back.precision == "fp16" and back.table_rows()["item_id"] == 4999
     with pytest.raises(ValueError, match="stored tables are fp16"):
-        SnapshotStore(tmp_path).load(SLOTS)
+        load(tmp_path)
 
 
 def test_loading_in_chunks_reads_every_row_once(tmp_path: Path, monkeypatch) -> None:
     state = filled_state(0.5)
-    SnapshotStore(tmp_path).save(state, Position())
+    save(tmp_path, state, Position())
     monkeypatch.setattr("ps.serving.store._LOAD_CHUNK", 7)  # 100 rows: 14 full chunks + 2
-    back, _ = SnapshotStore(tmp_path).load(SLOTS)
+    back, _ = load(tmp_path)
     assert back.table_rows() == {"user_id": 100, "item_id": 100}
     ids = {"user_id": np.arange(100), "item_id": np.arange(100) * 7}
     for slot, i in ids.items():
