@@ -5,7 +5,7 @@ embeddings in fp16 too). Each slot keeps a collisionless cuckoo index
 (:class:`ps.table.CuckooTable` with zero-width rows: it only maps IDs to row
 numbers) and its own float16 value array indexed by row number. The class offers
 the part of :class:`ps.EmbeddingCollection`'s API that serving uses: ``apply``,
-``lookup``, ``dim``, ``slots``, ``nbytes``, ``snapshot``/``restore``.
+``lookup``, ``dim``, ``slots``, ``nbytes``, and each slot's ``dump`` (for the store).
 
 float16 keeps ~3 significant digits (relative error <= 2**-11) for magnitudes
 between ~6e-5 and 65504; smaller values lose precision, larger ones overflow to inf.
@@ -24,18 +24,14 @@ Examples
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from freshet.config import SlotConfig
-from ps.batch import SlotRows, from_batch, read_file, to_batch, write_file
+from ps.batch import from_batch
 from ps.table import CuckooTable
-
-_FORMAT = "freshet.serving.half/1"
 
 
 class HalfSlot:
@@ -109,30 +105,3 @@ class HalfCollection:
 
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self.slots.values())
-
-    def snapshot(self, path: str | Path) -> None:
-        """Every row to ``path/rows.arrow`` (the row-batch format) and ``meta.json``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        none = np.empty(0, np.int64)
-        parts = []
-        for name, s in self.slots.items():
-            ids, values = s.dump()
-            parts.append(SlotRows(name, ids, values, np.zeros(len(ids)), none))
-        write_file(path / "rows.arrow", to_batch(parts))
-        dims = {name: s.dim for name, s in self.slots.items()}
-        (path / "meta.json").write_text(json.dumps({"format": _FORMAT, "dims": dims}))
-
-    @classmethod
-    def restore(cls, path: str | Path, slots: Sequence[SlotConfig]) -> HalfCollection:
-        path = Path(path)
-        meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{path}: not a {_FORMAT} snapshot")
-        out = cls(slots)
-        for name, dim in meta["dims"].items():
-            if out.dim(name) != dim:
-                raise ValueError(f"{name}: snapshot dim {dim} != config {out.dim(name)}")
-        for batch in read_file(path / "rows.arrow"):
-            out.apply(batch)
-        return out
