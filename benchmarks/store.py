@@ -1,16 +1,18 @@
-"""Benchmark of the serving store (ps/serving/store.py): incremental saves vs whole tables.
+"""Benchmark of the serving store (ps/serving/store.py) against whole-table snapshots.
 
-Run ``python -m benchmarks.store [--rows N --updates K --rows-per-update R]``. The last
-line printed is one JSON object. A serving table of ``N`` rows (dim 16, fp32) is saved
-once; then ``K`` sparse updates of ``R`` rows each (what the loader applies between two
-saves; 10% of their IDs new) are applied and saved. Baselines in the same run, on the
-same state:
+Run ``python -m benchmarks.store [--rows N --updates K --rows-per-update R --rounds S]``.
+The last line printed is one JSON object. A serving table of ``N`` rows (dim 16, fp32)
+is saved as a base; then, ``S`` times, ``K`` sparse updates of ``R`` rows each (what
+the loader applies between two saves; 10% of their IDs new) are applied and saved.
+A thread sleeping 1 ms at a time measures the longest *stall*: how long a request
+thread would have waited for the interpreter meanwhile. Figures:
 
-- ``incremental_save_s``: the store's save after the updates (rows of the updates only);
-- ``full_save_s``: the same store format rewriting every row (a state it did not load);
-- ``arrow_snapshot_s``: the tables written whole as Arrow IPC (the format the store
-  replaced, which ran every ``serving.snapshot_interval_s``);
-- ``load_s`` and ``arrow_restore_s``: reading them back into serving tables.
+- ``save_s``: median of the saves that appended to the log (``save_max_s``: slowest
+  of all, including those that wrote a new base; ``saves_writing_a_base``);
+- ``base_save_s``: the first base (every row);
+- ``arrow_snapshot_s``: the tables written whole as one Arrow IPC file, the design the
+  store replaced (it ran every ``serving.snapshot_interval_s``), in the same run;
+- ``load_s`` and ``arrow_restore_s``: reading each back into serving tables.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,25 +38,47 @@ DIM = 16
 SLOTS = [SlotConfig("item_id", dim=DIM)]
 
 
-def timed(fn):  # noqa: ANN001, ANN201
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
+class StallWatch(threading.Thread):
+    """The longest gap between the wake-ups of a thread that sleeps 1 ms at a time: how
+    long another thread (a request) can wait for the interpreter while a save runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.gaps: list[float] = [0.0]
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        last = time.perf_counter()
+        while not self.done.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            self.gaps.append(now - last)
+            last = now
+
+    def timed(self, fn):  # noqa: ANN001, ANN201
+        """``fn()``, its seconds and the longest stall (ms) while it ran."""
+        self.gaps = [0.0]
+        t = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t, max(self.gaps) * 1000
 
 
 def benchmark(rows: int, updates: int, rows_per_update: int, rounds: int = 20,
               seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
+    watch = StallWatch()
+    watch.start()
     with tempfile.TemporaryDirectory() as tmp:
         store = SnapshotStore(Path(tmp) / "store")
-        state, _ = store.load(SLOTS)
+        state = ServingState(SLOTS)
         for a in range(0, rows, 500_000):
             ids = np.arange(a, min(rows, a + 500_000))
             state.apply_sparse(sparse_rows({"item_id": (ids, rng.normal(size=(len(ids), DIM)))}),
                                0, 1)
-        written, first_s = timed(lambda: store.save(state, Position(offsets={0: 1})))
-        print(f"saved {written:,} rows in {first_s:.1f}s", file=sys.stderr, flush=True)
-        fresh, saves = rows, []
+        # A state the store did not load: its first save writes a base.
+        base, base_s, base_stall = watch.timed(lambda: store.save(state, Position()))
+        print(f"base of {base:,} rows in {base_s:.1f}s", file=sys.stderr, flush=True)
+        fresh, saves, stalls, written = rows, [], [], []
         for _ in range(rounds):
             for _ in range(updates):
                 n_new = rows_per_update // 10
@@ -62,34 +87,32 @@ def benchmark(rows: int, updates: int, rows_per_update: int, rounds: int = 20,
                 fresh += n_new
                 state.apply_sparse(
                     sparse_rows({"item_id": (ids, rng.normal(size=(len(ids), DIM)))}), 0, 2)
-            changed, seconds = timed(lambda: store.save(state, Position(offsets={0: 2})))
+            n, seconds, stall = watch.timed(lambda: store.save(state, Position()))
+            written.append(n)
             saves.append(seconds)
-        incremental_s = statistics.median(saves)
+            stalls.append(stall)
+        logged = [s for s, n in zip(saves, written, strict=True) if n == updates * rows_per_update]
         store.close()
-        with SnapshotStore(Path(tmp) / "full") as other:
-            full, full_s = timed(lambda: other.save(state, Position()))
-        print(f"incremental {changed:,} rows in {incremental_s:.3f}s; full {full:,} rows in "
-              f"{full_s:.1f}s", file=sys.stderr, flush=True)
         arrow = Path(tmp) / "arrow"
-        _, arrow_s = timed(lambda: state.tables.snapshot(arrow))
+        _, arrow_s, arrow_stall = watch.timed(lambda: state.tables.snapshot(arrow))
         with SnapshotStore(Path(tmp) / "store") as again:
-            (back, _), load_s = timed(lambda: again.load(SLOTS))
-        restored, arrow_restore_s = timed(
+            (back, _), load_s, _ = watch.timed(lambda: again.load(SLOTS))
+        restored, arrow_restore_s, _ = watch.timed(
             lambda: EmbeddingCollection.restore(arrow, serving_slots(SLOTS)))
         probe = rng.integers(0, fresh, 10_000)
         same = ServingState(SLOTS, restored).read({"item_id": probe}).embeddings["item_id"]
         if not np.array_equal(back.read({"item_id": probe}).embeddings["item_id"], same):
             raise RuntimeError("the store's rows differ from the Arrow snapshot's")
+    watch.done.set()
+    save_s = statistics.median(logged)
     return {
         "rows": fresh, "dim": DIM, "updates": updates, "rows_per_update": rows_per_update,
-        "rows_written_incremental": changed, "rows_written_full": full,
-        "rounds": rounds, "initial_save_s": round(first_s, 3),
-        "incremental_save_s": round(incremental_s, 4),
-        "incremental_save_first_last_max_s": [round(x, 4) for x in (saves[0], saves[-1],
-                                                                   max(saves))],
-        "full_save_s": round(full_s, 3), "arrow_snapshot_s": round(arrow_s, 3),
-        "full_over_incremental": round(full_s / incremental_s, 1),
-        "arrow_over_incremental": round(arrow_s / incremental_s, 1),
+        "rounds": rounds, "saves_writing_a_base": rounds - len(logged),
+        "save_s": round(save_s, 4), "save_max_s": round(max(saves), 3),
+        "save_stall_max_ms": round(max(stalls), 1),
+        "base_save_s": round(base_s, 3), "base_stall_ms": round(base_stall, 1),
+        "arrow_snapshot_s": round(arrow_s, 3), "arrow_snapshot_stall_ms": round(arrow_stall, 1),
+        "arrow_over_save": round(arrow_s / save_s, 1),
         "load_s": round(load_s, 3), "arrow_restore_s": round(arrow_restore_s, 3),
         "load_over_arrow_restore": round(load_s / arrow_restore_s, 2),
     }

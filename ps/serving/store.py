@@ -1,26 +1,35 @@
 """The serving state on local disk, in RocksDB, so a restarted server resumes in seconds.
 
-One RocksDB database (``<root>/rocksdb``, through ``rocksdict``) mirrors what the
-server holds:
+One RocksDB database (``<root>/rocksdb``, through ``rocksdict`` in raw mode) holds a
+*base* (every row, as Arrow IPC blocks) and a *log* (the sparse updates applied since
+the base, as received, in order):
 
-=======================================  ===============================================
-key                                      value
-=======================================  ===============================================
-``r`` slot ``\\0`` ID (8 bytes, big-end.)  the row's embedding (float32; float16 for fp16)
-``d`` + index (4 bytes)                  dense array ``index`` (``.npy`` bytes, no pickle)
-``m``                                    JSON: format, precision, slot dims, the loader's
-                                         :class:`Position`, versions, dense metadata
-=======================================  ===============================================
+===============================  =======================================================
+key                              value
+===============================  =======================================================
+``b`` + generation + block       up to ``_BLOCK_ROWS`` rows (Arrow IPC, :mod:`ps.batch`)
+``l`` + sequence number          one applied sparse update (Arrow IPC)
+``d`` + index                    dense array ``index`` (``.npy`` bytes, no pickle)
+``m``                            JSON: format, precision, slot dims, the loader's
+                                 :class:`Position`, versions, dense metadata, which base
+                                 generation and log range are current
+===============================  =======================================================
 
-A save writes only what changed since the previous one: the rows of the sparse updates
-applied since then (the state records them once this store tracks it), the dense
-arrays if the model changed, and the metadata. Everything goes into one write batch
-written with ``sync``: RocksDB applies a batch entirely or not at all, so a crash at
-any point leaves the previous save in force. The first save of a state this store did
-not load, and the first save after a failed one, rewrite every row.
+A save appends the updates applied since the previous save to the log (a write per
+update), then writes the metadata (and the dense arrays if the model changed) in one
+batch: RocksDB applies a batch entirely or not at all, and the metadata names the log
+range and base that are current, so a crash at any point leaves the previous save in
+force (entries past its range are ignored, and overwritten by the next save). Writes
+are not synced (:func:`_commit`): after a power loss the store comes back at an
+earlier save. A save costs what changed, whatever the table's size. rocksdict holds
+the interpreter while it writes, so writes are kept small and request threads get it
+back between them (docs/serving.md).
 
-Saving costs what changed, not the table (a whole-table snapshot of 4.1M rows took
-1.6 s here, every 5 s). Loading reads every row (docs/serving.md).
+Once the log holds more rows than the base (and at least ``compact_rows``), the save
+writes a new base generation block by block, then switches the metadata to it and
+drops the old base and the log in one batch. The first save of a state this store did
+not load, and the first save after a failed one, also write a new base. Loading
+applies the base's blocks, then the log's updates, in order.
 
 Examples
 --------
@@ -33,7 +42,8 @@ Examples
 >>> state, _ = store.load(slots)  # nothing saved yet: empty
 >>> _ = state.apply_sparse(sparse_rows({"item_id": ([7, 8], np.ones((2, 2)))}), 0, 5)
 >>> _ = state.set_dense(DenseModel({"bias": np.ones(1, np.float32)}, 0, 4, 0, 0))
->>> _ = store.save(state, Position(offsets={0: 12}, last_crc={0: 99}, seqs={"m/sparse/0": 11}))
+>>> store.save(state, Position(offsets={0: 12}, last_crc={0: 99}, seqs={"m/sparse/0": 11}))
+2
 >>> _ = state.apply_sparse(sparse_rows({}, deleted={"item_id": [8]}), 0, 6)
 >>> store.save(state, Position(offsets={0: 13}))  # rows written: one deletion
 1
@@ -47,26 +57,25 @@ Examples
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from freshet.config import SlotConfig
-from ps.batch import SlotRows, from_batch, to_batch
+from ps.batch import SlotRows, from_ipc, to_batch, to_ipc
 from ps.collection import EmbeddingCollection
 from ps.serving.half import HalfCollection
 from ps.serving.state import DenseModel, ServingState, Versions, serving_slots
 
-_FORMAT = "freshet.serving.store/2"
-_META, _ROW, _DENSE = b"m", b"r", b"d"
-_LOAD_CHUNK = 1 << 20  # rows applied per call when loading (bounds the peak copy)
+_FORMAT = "freshet.serving.store/1"
+_META, _BASE, _LOG, _DENSE = b"m", b"b", b"l", b"d"
+_BLOCK_ROWS = 65_536  # rows per base block (one write each: a few ms)
 
 
 @dataclass
@@ -83,29 +92,45 @@ class Position:
     seqs: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class _Layout:
+    """Which keys are current: the base generation and the log's range."""
+
+    generation: int = 0
+    base_rows: int = 0
+    log_first: int = 0
+    log_next: int = 0
+    log_rows: int = 0
+
+
 class SnapshotStore:
-    """Saves a :class:`ServingState` and the loader's :class:`Position` atomically and
-    incrementally, and loads them back.
+    """Saves a :class:`ServingState` and the loader's :class:`Position` incrementally and
+    atomically, and loads them back.
 
     Parameters
     ----------
     root : path
         Directory of this server's store (created on the first save).
+    compact_rows : int
+        The log is folded into a new base once it holds more rows than the base and at
+        least this many.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], compact_rows: int = 1_000_000) -> None:
         self.root = Path(root)
         self.db_path = self.root / "rocksdb"
+        self.compact_rows = compact_rows
         # The state whose every change up to the last save is on disk (None: the next
-        # save rewrites every row), and the model version saved with it.
+        # save writes a new base), and the model version saved with it.
         self._synced: ServingState | None = None
         self._saved_model = -1
+        self._layout: _Layout | None = None  # the database's, once read or written
         self.saved_table_version: int | None = None  # of the last completed save
         self._handle: Rdict | None = None
 
     def _db(self) -> Rdict:
-        # Kept open: reopening per save cost up to 0.28 s (the memtable flushed each time)
-        # and left an info-log file behind per open.
+        # Kept open: reopening per save flushed the memtable each time and left an
+        # info-log file behind per open.
         if self._handle is None:
             self.root.mkdir(parents=True, exist_ok=True)
             options = Options(raw_mode=True)
@@ -125,69 +150,134 @@ class SnapshotStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- saving --------------------------------------------------------------------
     def save(self, state: ServingState, position: Position) -> int:
-        """Write what changed and ``position`` as one atomic batch; returns the number
+        """Write what changed since the last save, and ``position``; returns the number
         of rows written. Call from the only writer thread (the loader), so the tables
         cannot change meanwhile."""
-        full = self._synced is not state
-        if full:
-            state.track_changes()
-            changes: list[pa.RecordBatch] = []
-        else:
-            changes = state.take_changes()
-        self._synced = None  # until the batch is on disk: a failed save rewrites all
+        base = self._synced is not state
+        self._synced = None  # until the save is on disk: a failed save writes a base
+        layout = _Layout(**asdict(self._current_layout()))
         batch = WriteBatch(raw_mode=True)
-        if full:
-            batch.delete_range(_ROW, bytes([_ROW[0] + 1]))
-            rows = sum(_put_rows(batch, name, ids, values, state.precision)
-                       for name, ids, values in _every_row(state))
+        if base:
+            state.track_changes()
+            rows = self._write_base(state, layout, batch)
         else:
-            rows = sum(_write_delta(batch, delta, state.precision) for delta in changes)
+            rows, db = 0, self._db()
+            for delta in state.take_changes():
+                # A write each: rocksdict holds the interpreter while it writes, and one
+                # batch of a save's 100 updates stalled request threads for 10-15 ms. An
+                # entry is invisible until the metadata's log range covers it.
+                entry = WriteBatch(raw_mode=True)
+                entry.put(_LOG + layout.log_next.to_bytes(8, "big"), to_ipc(delta))
+                _commit(db, entry, final=False)
+                time.sleep(0)  # let a waiting request thread have the interpreter now
+                layout.log_next += 1
+                rows += delta.num_rows
+            layout.log_rows += rows
         dense = state.dense
-        if dense is not None and (full or state.versions.model != self._saved_model):
-            batch.delete_range(_DENSE, bytes([_DENSE[0] + 1]))
+        if dense is not None and (base or state.versions.model != self._saved_model):
+            batch.delete_range(_DENSE, _after(_DENSE))
             for i, arr in enumerate(dense.weights.values()):
                 buf = io.BytesIO()
                 np.save(buf, arr, allow_pickle=False)
                 batch.put(_DENSE + i.to_bytes(4, "big"), buf.getvalue())
-        batch.put(_META, json.dumps(_meta(state, position)).encode())
-        options = WriteOptions()
-        options.sync = True  # on disk, not only in the OS cache, before we go on
-        _commit(self._db(), batch, options)
+        batch.put(_META, json.dumps(_meta(state, position, layout)).encode())
+        _commit(self._db(), batch, final=True)
+        self._layout = layout
         self._synced, self._saved_model = state, state.versions.model
         self.saved_table_version = state.versions.table
+        if layout.log_rows > max(layout.base_rows, self.compact_rows):
+            self._synced = None  # the next save folds the log into a new base
         return rows
 
+    def _current_layout(self) -> _Layout:
+        if self._layout is None:
+            meta = self._meta()
+            self._layout = _Layout(**meta["layout"]) if meta else _Layout()
+        return self._layout
+
+    def _meta(self) -> dict | None:
+        """The saved metadata (None if nothing was saved); refuses another format."""
+        if self._handle is None and not self.db_path.exists():
+            return None
+        raw = self._db().get(_META)
+        if raw is None:
+            return None
+        meta = json.loads(raw)
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{self.db_path}: not a {_FORMAT} store; remove it to reload "
+                             "the params topic")
+        return meta
+
+    def _write_base(self, state: ServingState, layout: _Layout, commit: WriteBatch) -> int:
+        """Write every row as a new base generation (a block per write) and add to
+        ``commit`` what drops the old base and the log once it is written."""
+        db, new = self._db(), layout.generation + 1
+        prefix = _BASE + new.to_bytes(4, "big")
+        db.delete_range(prefix, _BASE + b"\xff" * 5)  # left by a base cut short
+        rows = block = 0
+        for name, ids, values in _every_row(state):
+            for a in range(0, len(ids), _BLOCK_ROWS):
+                part = SlotRows(name, ids[a : a + _BLOCK_ROWS], values[a : a + _BLOCK_ROWS],
+                                np.zeros(len(ids[a : a + _BLOCK_ROWS])), np.empty(0, np.int64))
+                one = WriteBatch(raw_mode=True)
+                one.put(prefix + block.to_bytes(4, "big"), to_ipc(to_batch([part])))
+                _commit(db, one, final=False)  # invisible until the metadata names it
+                time.sleep(0)
+                block += 1
+                rows += len(part.ids)
+        commit.delete_range(_BASE, prefix)  # older generations
+        commit.delete_range(_LOG, _after(_LOG))
+        layout.generation, layout.base_rows = new, rows
+        layout.log_first = layout.log_next
+        layout.log_rows = 0
+        return rows
+
+    # -- loading -------------------------------------------------------------------
     def load(
         self, slots: Sequence[SlotConfig], precision: str = "fp32"
     ) -> tuple[ServingState, Position]:
         """The saved state and position (empty ones if nothing was saved); the store
         then tracks the returned state, so its next save is incremental."""
-        meta_bytes = None
-        if self._handle is not None or self.db_path.exists():
-            meta_bytes = self._db().get(_META)
-        if meta_bytes is None:
+        meta = self._meta()
+        if meta is None:
             state, position = ServingState(slots, precision=precision), Position()
+            self._layout = _Layout()
         else:
-            state, position = _restore(self._db(), json.loads(meta_bytes), slots, precision,
-                                       self.db_path)
+            state, position = _restore(self._db(), meta, slots, precision, self.db_path)
+            self._layout = _Layout(**meta["layout"])
         state.track_changes()
         self._synced, self._saved_model = state, state.versions.model
-        self.saved_table_version = state.versions.table if meta_bytes is not None else None
+        self.saved_table_version = state.versions.table if meta is not None else None
         return state, position
 
 
-def _commit(db: Rdict, batch: WriteBatch, options: WriteOptions) -> None:
-    """The commit point (a function of its own so a test can make it fail)."""
-    db.write(batch, options)
+def _commit(db: Rdict, batch: WriteBatch, final: bool) -> None:
+    """Write a batch; ``final``: the one that makes a save current. (A function of its
+    own so a test can make it fail.)
+
+    Not synced: rocksdict holds the interpreter during the fsync, and the sync pushed
+    the server's slowest requests from ~15 ms to ~30 ms. A killed process loses nothing
+    (the OS has the write-ahead log); after a power loss RocksDB recovers a prefix of
+    the writes, which is an earlier save, and the loader reads on from its position.
+    """
+    del final
+    db.write(batch, WriteOptions())
 
 
-def _meta(state: ServingState, position: Position) -> dict:
+def _after(prefix: bytes) -> bytes:
+    """The first key past every key that starts with the one-byte ``prefix``."""
+    return bytes([prefix[0] + 1])
+
+
+def _meta(state: ServingState, position: Position, layout: _Layout) -> dict:
     dense = state.dense
     return {
         "format": _FORMAT,
         "precision": state.precision,
         "dims": {name: state.tables.dim(name) for name in state.tables.slots},
+        "layout": asdict(layout),
         "position": _jsonable(asdict(position)),
         "versions": _jsonable(asdict(state.versions)),
         "dense": None if dense is None else {
@@ -198,8 +288,6 @@ def _meta(state: ServingState, position: Position) -> dict:
 
 def _restore(db: Rdict, meta: dict, slots: Sequence[SlotConfig], precision: str,
              where: Path) -> tuple[ServingState, Position]:
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{where}: not a {_FORMAT} store")
     if meta["precision"] != precision:
         raise ValueError(f"{where}: stored tables are {meta['precision']}, config asks for "
                          f"{precision}; set it back or remove {where} to reload the params "
@@ -211,9 +299,13 @@ def _restore(db: Rdict, meta: dict, slots: Sequence[SlotConfig], precision: str,
             raise ValueError(f"{where}: slot {name!r} was stored with dim {dim}; the config "
                              "differs. Set it back or remove the store to reload the params "
                              "topic")
-        for ids, values in _read_rows(db, name, dim, precision):
-            tables.apply(to_batch([SlotRows(name, ids, values, np.zeros(len(ids)),
-                                            np.empty(0, np.int64))]))
+    layout = _Layout(**meta["layout"])
+    base = [_BASE + g.to_bytes(4, "big") for g in (layout.generation, layout.generation + 1)]
+    for data in _values(db, *base):
+        tables.apply(from_ipc(data))
+    log = [_LOG + n.to_bytes(8, "big") for n in (layout.log_first, layout.log_next)]
+    for data in _values(db, *log):
+        tables.apply(from_ipc(data))
     state = ServingState(slots, tables)
     dense = None
     if meta["dense"] is not None:
@@ -236,66 +328,17 @@ def _restore(db: Rdict, meta: dict, slots: Sequence[SlotConfig], precision: str,
     return state, position
 
 
-def _row_prefix(slot: str) -> bytes:
-    if "\0" in slot:
-        raise ValueError(f"slot name {slot!r} contains a NUL character")
-    return _ROW + slot.encode() + b"\0"
-
-
-def _keys(prefix: bytes, ids: np.ndarray) -> Iterator[bytes]:
-    raw = np.asarray(ids, ">i8").tobytes()
-    return (prefix + raw[i : i + 8] for i in range(0, len(raw), 8))
-
-
-def _put_rows(batch: WriteBatch, slot: str, ids: np.ndarray, values: np.ndarray,
-              precision: str) -> int:
-    dtype = np.float16 if precision == "fp16" else np.float32
-    raw = np.ascontiguousarray(values, dtype).tobytes()
-    width = len(raw) // len(ids) if len(ids) else 0
-    for i, key in enumerate(_keys(_row_prefix(slot), ids)):
-        batch.put(key, raw[i * width : (i + 1) * width])
-    return len(ids)
-
-
-def _write_delta(batch: WriteBatch, delta: pa.RecordBatch, precision: str) -> int:
-    """The rows of one applied update, deletions first as in ``apply``."""
-    rows = 0
-    for part in from_batch(delta):
-        for key in _keys(_row_prefix(part.slot), part.deleted):
-            batch.delete(key)
-        rows += len(part.deleted) + _put_rows(batch, part.slot, part.ids, part.values,
-                                              precision)
-    return rows
+def _values(db: Rdict, start: bytes, stop: bytes) -> Iterator[bytes]:
+    """Values of the keys in ``[start, stop)``, in key order."""
+    bounds = ReadOptions()
+    bounds.set_iterate_upper_bound(stop)
+    yield from db.values(from_key=start, read_opt=bounds)
 
 
 def _every_row(state: ServingState) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     for name, s in state.tables.slots.items():
         ids, values = s.dump()[:2]  # both table kinds' slots dump (ids, values, ...)
         yield name, ids, values[:, : s.dim]
-
-
-def _read_rows(db: Rdict, slot: str, dim: int,
-               precision: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(ids, float32 values)`` of a slot's stored rows, in chunks."""
-    prefix = _row_prefix(slot)
-    dtype = np.float16 if precision == "fp16" else np.float32
-    start = prefix
-    while True:
-        bounds = ReadOptions()
-        bounds.set_iterate_upper_bound(prefix[:-1] + b"\1")  # past the slot's last row
-        # Two passes over the same range (nothing writes meanwhile: we hold the DB's lock)
-        # cost less than splitting a million (key, value) tuples.
-        keys = list(itertools.islice(db.keys(from_key=start, read_opt=bounds), _LOAD_CHUNK))
-        if not keys:
-            return
-        values = list(itertools.islice(db.values(from_key=start, read_opt=bounds), len(keys)))
-        raw = np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), len(prefix) + 8)
-        ids = np.ascontiguousarray(raw[:, len(prefix):]).view(">i8").ravel().astype(np.int64)
-        vals = np.frombuffer(b"".join(values), dtype).reshape(len(ids), dim)
-        yield ids, vals.astype(np.float32)
-        if len(keys) < _LOAD_CHUNK:
-            return
-        start = keys[-1] + b"\0"  # the next key after the chunk's last
 
 
 def _jsonable(obj: object) -> object:

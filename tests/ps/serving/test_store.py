@@ -3,11 +3,14 @@ previous one in force and is made good by the next."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rocksdict import Options, Rdict
 
+import ps.serving.store as store_module
 from freshet.config import SlotConfig
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.store import Position, SnapshotStore
@@ -77,6 +80,20 @@ def test_saves_write_only_what_changed(tmp_path: Path) -> None:
     every = np.arange(501)
     np.testing.assert_array_equal(items(back, "user_id", every), items(state, "user_id", every))
     assert back.table_rows() == state.table_rows() == {"user_id": 100, "item_id": 0}
+
+
+def test_the_updates_of_one_save_are_applied_again_in_order(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    state, _ = store.load(SLOTS)
+    for delta in [sparse_rows({"user_id": ([5], np.ones((1, 4)))}, deleted={"user_id": [6]}),
+                  sparse_rows({"user_id": ([6], np.ones((1, 4)))}, deleted={"user_id": [5]}),
+                  sparse_rows({"item_id": ([1], np.ones((1, 4)))})]:  # another dictionary
+        state.apply_sparse(delta, 0, 1)
+    assert store.save(state, Position()) == 5
+    store.close()
+    back, _ = load(tmp_path)
+    assert back.table_rows() == state.table_rows() == {"user_id": 1, "item_id": 1}
+    assert items(back, "user_id", np.array([5, 6])).tolist() == [0.0, 1.0]
 
 
 def test_a_state_the_store_did_not_load_is_saved_in_full(tmp_path: Path) -> None:
@@ -149,13 +166,85 @@ def test_fp16_tables_round_trip_and_precision_mismatch_is_refused(tmp_path: Path
         load(tmp_path)
 
 
-def test_loading_in_chunks_reads_every_row_once(tmp_path: Path, monkeypatch) -> None:
-    state = filled_state(0.5)
-    save(tmp_path, state, Position())
-    monkeypatch.setattr("ps.serving.store._LOAD_CHUNK", 7)  # 100 rows: 14 full chunks + 2
+def keys(path: Path) -> dict[bytes, int]:
+    """Keys of the store's database by first byte (base, log, dense, meta)."""
+    db = Rdict(str(path / "rocksdb"), Options(raw_mode=True))
+    try:
+        every = list(db.keys())
+    finally:
+        db.close()
+    return dict(Counter(k[:1] for k in every))
+
+
+def test_the_log_is_folded_into_a_new_base(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("ps.serving.store._BLOCK_ROWS", 7)  # 100 rows: 15 blocks
+    store = SnapshotStore(tmp_path, compact_rows=150)
+    state, _ = store.load(SLOTS)
+    rng = np.random.default_rng(0)
+    written, live = [], []
+    for k in range(8):  # 8 updates of 40 rows over 100 IDs
+        ids = rng.choice(100, 40, replace=False)
+        state.apply_sparse(sparse_rows({"user_id": (ids, rng.normal(size=(40, 4)))},
+                                       deleted={"user_id": [k]} if k % 3 == 0 else None), 0, k)
+        written.append(store.save(state, Position(offsets={0: k})))
+        live.append(sum(state.table_rows().values()))
+    # Log rows 41, 81, 121, 162 > 150: the fifth save writes a base of the live rows.
+    assert written[:4] == [41, 40, 40, 41] and written[4] == live[4]
+    store.close()
+    assert keys(tmp_path)[b"l"] == 3  # the three updates saved since the base
+    assert keys(tmp_path)[b"b"] == -(-written[4] // 7)  # the old base is gone
+    back, pos = load(tmp_path)
+    every = np.arange(100)
+    np.testing.assert_array_equal(items(back, "user_id", every), items(state, "user_id", every))
+    assert back.table_rows() == state.table_rows() and pos.offsets == {0: 7}
+
+
+def power_cut(monkeypatch) -> None:  # noqa: ANN001
+    """Writes go through until the final one, which names them in the metadata."""
+    real = store_module._commit
+
+    def cut(db, batch, final: bool) -> None:  # noqa: ANN001
+        if final:
+            raise OSError("power cut")
+        real(db, batch, final)
+
+    monkeypatch.setattr("ps.serving.store._commit", cut)
+
+
+def test_log_entries_cut_short_are_ignored_then_overwritten(tmp_path: Path, monkeypatch) -> None:
+    store = SnapshotStore(tmp_path)
+    state, _ = store.load(SLOTS)
+    state.apply_sparse(sparse_rows({"user_id": (np.arange(5), np.ones((5, 4)))}), 0, 1)
+    store.save(state, Position(offsets={0: 1}))
+    state.apply_sparse(sparse_rows({"user_id": ([0, 9], np.full((2, 4), 2.0))}), 0, 2)
+    power_cut(monkeypatch)
+    with pytest.raises(OSError):
+        store.save(state, Position(offsets={0: 2}))
+    monkeypatch.undo()
+    store.close()
+    assert keys(tmp_path)[b"l"] == 2  # the entry was written ...
+    back, pos = load(tmp_path)
+    assert pos.offsets == {0: 1}  # ... but is not part of the save
+    assert items(back, "user_id", np.array([0, 9])).tolist() == [1.0, 0.0]
+    with SnapshotStore(tmp_path) as again:
+        restored, _ = again.load(SLOTS)
+        restored.apply_sparse(sparse_rows({"user_id": ([4], np.full((1, 4), 3.0))}), 0, 2)
+        again.save(restored, Position(offsets={0: 2}))
     back, _ = load(tmp_path)
-    assert back.table_rows() == {"user_id": 100, "item_id": 100}
-    ids = {"user_id": np.arange(100), "item_id": np.arange(100) * 7}
-    for slot, i in ids.items():
-        np.testing.assert_array_equal(back.read({slot: i}).embeddings[slot],
-                                      state.read({slot: i}).embeddings[slot])
+    assert items(back, "user_id", np.array([0, 4, 9])).tolist() == [1.0, 3.0, 0.0]
+
+
+def test_a_base_cut_short_leaves_the_previous_save(tmp_path: Path, monkeypatch) -> None:
+    save(tmp_path, filled_state(1.0), Position(offsets={0: 10}))
+    store = SnapshotStore(tmp_path)  # has not loaded: it must find the current base itself
+    power_cut(monkeypatch)  # the blocks are written, the switch to them is not
+    with pytest.raises(OSError):
+        store.save(filled_state(2.0), Position(offsets={0: 20}))  # a state it did not load
+    monkeypatch.undo()
+    store.close()
+    state, pos = load(tmp_path)
+    assert pos.offsets == {0: 10}
+    assert items(state, "user_id", np.array([0])).tolist() == [1.0]
+    save(tmp_path, filled_state(3.0), Position(offsets={0: 30}))
+    assert keys(tmp_path)[b"b"] == 2  # one block per slot: the cut-short blocks are gone
+    assert items(load(tmp_path)[0], "user_id", np.array([0])).tolist() == [3.0]
