@@ -219,8 +219,9 @@ class SnapshotStore:
         rows = block = 0
         for name, ids, values in _every_row(state):
             for a in range(0, len(ids), _BLOCK_ROWS):
-                part = SlotRows(name, ids[a : a + _BLOCK_ROWS], values[a : a + _BLOCK_ROWS],
-                                np.zeros(len(ids[a : a + _BLOCK_ROWS])), np.empty(0, np.int64))
+                chunk = slice(a, a + _BLOCK_ROWS)
+                part = SlotRows(name, ids[chunk], values[chunk], np.zeros(len(ids[chunk])),
+                                np.empty(0, np.int64))
                 one = WriteBatch(raw_mode=True)
                 one.put(prefix + block.to_bytes(4, "big"), to_ipc(to_batch([part])))
                 _commit(db, one, final=False)  # invisible until the metadata names it
