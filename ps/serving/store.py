@@ -135,7 +135,15 @@ class SnapshotStore:
             self.root.mkdir(parents=True, exist_ok=True)
             options = Options(raw_mode=True)
             options.set_keep_log_file_num(2)
-            self._handle = Rdict(str(self.db_path), options)
+            try:
+                self._handle = Rdict(str(self.db_path), options)
+            except Exception as e:  # rocksdict raises a bare Exception
+                if "lock" not in str(e).lower():
+                    raise
+                raise RuntimeError(
+                    f"{self.db_path} is open in another server (or another store of this "
+                    "process): give each server its own serving.snapshot_dir or work_dir"
+                ) from e
         return self._handle
 
     def close(self) -> None:

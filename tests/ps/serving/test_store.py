@@ -248,3 +248,10 @@ def test_a_base_cut_short_leaves_the_previous_save(tmp_path: Path, monkeypatch) 
     save(tmp_path, filled_state(3.0), Position(offsets={0: 30}))
     assert keys(tmp_path)[b"b"] == 2  # one block per slot: the cut-short blocks are gone
     assert items(load(tmp_path)[0], "user_id", np.array([0])).tolist() == [3.0]
+
+
+def test_a_store_in_use_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    with SnapshotStore(tmp_path) as first:
+        first.save(filled_state(1.0), Position())
+        with pytest.raises(RuntimeError, match="open in another server"):
+            SnapshotStore(tmp_path).load(SLOTS)
