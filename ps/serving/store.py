@@ -177,7 +177,7 @@ class SnapshotStore:
                 # batch of a save's 100 updates stalled request threads for 10-15 ms. An
                 # entry is invisible until the metadata's log range covers it.
                 entry = WriteBatch(raw_mode=True)
-                entry.put(_LOG + layout.log_next.to_bytes(8, "big"), to_ipc(delta))
+                entry.put(_log_key(layout.log_next), to_ipc(delta))
                 _commit(db, entry, final=False)
                 time.sleep(0)  # let a waiting request thread have the interpreter now
                 layout.log_next += 1
@@ -189,7 +189,7 @@ class SnapshotStore:
             for i, arr in enumerate(dense.weights.values()):
                 buf = io.BytesIO()
                 np.save(buf, arr, allow_pickle=False)
-                batch.put(_DENSE + i.to_bytes(4, "big"), buf.getvalue())
+                batch.put(_dense_key(i), buf.getvalue())
         batch.put(_META, json.dumps(_meta(state, position, layout)).encode())
         _commit(self._db(), batch, final=True)
         self._layout = layout
@@ -222,7 +222,7 @@ class SnapshotStore:
         """Write every row as a new base generation (a block per write) and add to
         ``commit`` what drops the old base and the log once it is written."""
         db, new = self._db(), layout.generation + 1
-        prefix = _BASE + new.to_bytes(4, "big")
+        prefix = _base_key(new)
         db.delete_range(prefix, _BASE + b"\xff" * 5)  # left by a base cut short
         rows = block = 0
         for name, ids, values in _every_row(state):
@@ -254,8 +254,9 @@ class SnapshotStore:
             state, position = ServingState(slots, precision=precision), Position()
             self._layout = _Layout()
         else:
-            state, position = _restore(self._db(), meta, slots, precision, self.db_path)
             self._layout = _Layout(**meta["layout"])
+            state, position = _restore(self._db(), meta, self._layout, slots, precision,
+                                       self.db_path)
         state.track_changes()
         self._synced, self._saved_model = state, state.versions.model
         self.saved_table_version = state.versions.table if meta is not None else None
@@ -273,6 +274,19 @@ def _commit(db: Rdict, batch: WriteBatch, final: bool) -> None:
     """
     del final
     db.write(batch, WriteOptions())
+
+
+def _base_key(generation: int) -> bytes:
+    """The prefix of a base generation's blocks (each adds its number, 4 bytes)."""
+    return _BASE + generation.to_bytes(4, "big")
+
+
+def _log_key(n: int) -> bytes:
+    return _LOG + n.to_bytes(8, "big")
+
+
+def _dense_key(i: int) -> bytes:
+    return _DENSE + i.to_bytes(4, "big")
 
 
 def _after(prefix: bytes) -> bytes:
@@ -295,8 +309,8 @@ def _meta(state: ServingState, position: Position, layout: _Layout) -> dict:
     }
 
 
-def _restore(db: Rdict, meta: dict, slots: Sequence[SlotConfig], precision: str,
-             where: Path) -> tuple[ServingState, Position]:
+def _restore(db: Rdict, meta: dict, layout: _Layout, slots: Sequence[SlotConfig],
+             precision: str, where: Path) -> tuple[ServingState, Position]:
     if meta["precision"] != precision:
         raise ValueError(f"{where}: stored tables are {meta['precision']}, config asks for "
                          f"{precision}; set it back or remove {where} to reload the params "
@@ -308,18 +322,15 @@ def _restore(db: Rdict, meta: dict, slots: Sequence[SlotConfig], precision: str,
             raise ValueError(f"{where}: slot {name!r} was stored with dim {dim}; the config "
                              "differs. Set it back or remove the store to reload the params "
                              "topic")
-    layout = _Layout(**meta["layout"])
-    base = [_BASE + g.to_bytes(4, "big") for g in (layout.generation, layout.generation + 1)]
-    for data in _values(db, *base):
+    for data in _values(db, _base_key(layout.generation), _base_key(layout.generation + 1)):
         tables.apply(from_ipc(data))
-    log = [_LOG + n.to_bytes(8, "big") for n in (layout.log_first, layout.log_next)]
-    for data in _values(db, *log):
+    for data in _values(db, _log_key(layout.log_first), _log_key(layout.log_next)):
         tables.apply(from_ipc(data))
     state = ServingState(slots, tables)
     dense = None
     if meta["dense"] is not None:
         d = meta["dense"]
-        weights = {name: np.load(io.BytesIO(db[_DENSE + i.to_bytes(4, "big")]),
+        weights = {name: np.load(io.BytesIO(db[_dense_key(i)]),
                                  allow_pickle=False)
                    for i, name in enumerate(d["names"])}
         dense = DenseModel(weights, d["shard"], d["seq"], d["watermark_ms"], d["wall_time_ms"])
