@@ -94,19 +94,30 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.kafka import end_offsets
     from jobs.join import current_bounds, run, submit
+    from jobs.metrics import JoinWatch, join_outcome
 
     cluster = args.cluster or cfg.flink.cluster
     if cluster:  # the same job file, submitted unchanged (detached)
         return submit(cfg, cluster, bounded=args.bounded)
     bounds = current_bounds(cfg) if args.bounded else None
+    events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0
     if bounds is not None:
-        print(f"joining up to offsets {bounds.stop}", flush=True)
+        print(f"joining {events:,} events (up to offsets {bounds.stop})", flush=True)
+    starts = {t: end_offsets(cfg, cfg.topics.name(t)) for t in ("examples", "dead_letters")}
     guard = _guard(cfg, "join", ["features", "actions", "examples", "dead_letters"])
     guard.save()
     guard.start()
-    run(cfg, bounds)
+    with JoinWatch(cfg, starts["examples"], starts["dead_letters"]):
+        run(cfg, bounds)
     guard.stop()
+    outcome = join_outcome(cfg, starts["examples"], starts["dead_letters"])
+    print(f"joined: {outcome.line()}", flush=True)
+    failure = outcome.failure(events)
+    if failure:
+        print(f"freshet join: {failure}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
@@ -144,23 +155,46 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
                 return EXIT_CODE
         guard.save()
         guard.start()
-    code = run(cfg, from_snapshot=args.from_snapshot, from_checkpoint=args.from_checkpoint,
-               stop=args.stop)
+    from contextlib import nullcontext
+
+    from jobs.metrics import MetricsWatch
+
+    # progress lines from the metrics topic while the job runs here
+    with MetricsWatch(cfg) if not cfg.flink.cluster else nullcontext():
+        code = run(cfg, from_snapshot=args.from_snapshot, from_checkpoint=args.from_checkpoint,
+                   stop=args.stop)
     if guard is not None:
         guard.stop()
     return code
 
 
 def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
+    import time
+
+    from jobs.metrics import MetricsWatch, read_metrics, summarize, train_failure
     from jobs.replay import parse_time, replay
 
     snapshot = args.snapshot or str(cfg.path(cfg.train.snapshot_dir) / "replay")
-    manifest = replay(cfg, parse_time(args.from_time), parse_time(args.to_time), snapshot,
-                      start_snapshot=args.from_snapshot)
-    print(f"replayed {manifest['messages']} messages (offsets by {manifest['offsets_from']}) "
-          f"in {manifest['seconds']:.1f}s; model in {snapshot}; continue online with "
-          f"`freshet train --from-snapshot {snapshot}`")
+    since = int(time.time() * 1000)
+    with MetricsWatch(cfg, since_ms=since):
+        manifest = replay(cfg, parse_time(args.from_time), parse_time(args.to_time), snapshot,
+                          start_snapshot=args.from_snapshot)
+    summary = summarize(read_metrics(cfg, since_ms=since))
+    failure = train_failure(cfg, manifest["messages"], summary, since)
+    if failure:
+        print(f"freshet replay: {failure}", file=sys.stderr, flush=True)
+        return 1
+    print(f"replayed {manifest['messages']:,} messages in {manifest['seconds']:.1f}s: "
+          f"{summary.line()}", flush=True)
+    print(f"model in {snapshot}; continue online with `freshet train --from-snapshot "
+          f"{snapshot}`", flush=True)
     return 0
+
+
+def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
+    from jobs.tune import main as tune
+
+    return tune(cfg, args)
 
 
 def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
@@ -262,6 +296,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--snapshot", help="model output dir (default: <work_dir>/snapshots/replay)")
     rp.add_argument("--from-snapshot", help="start from an earlier replay's model")
     rp.set_defaults(func=cmd_replay)
+    from jobs.tune import add_arguments as tune_arguments
+
+    tu = sub.add_parser("tune", help="walk-forward grid over a range of examples; writes the "
+                        "best settings to a config file")
+    tune_arguments(tu)
+    tu.set_defaults(func=cmd_tune)
     jn = sub.add_parser("join", help="run the online joiner: impressions + actions -> examples")
     jn.add_argument(
         "--bounded", action="store_true", help="stop at the input topics' current ends (replay)"

@@ -69,9 +69,10 @@ def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path) -> Conf
         sync=dataclasses.replace(cfg.sync, sparse_sync_interval_s=1.0,
                                  dense_sync_interval_s=5.0),
         # Event time runs ~1,100 ratings per wall second here, so negatives arrive
-        # hundreds of ratings after their positives: train in event-time order.
+        # hundreds of ratings after their positives: train in event-time order (which
+        # costs the positives the join window: 60 s of event time, a moment here).
         train=dataclasses.replace(cfg.train, parallelism=1, eval_window=2000,
-                                  hold_for_negatives_s=5.0),
+                                  order="event_time", max_hold_s=5.0),
         serving=dataclasses.replace(cfg.serving, port=port, log_impressions=False),
     )
 
@@ -204,17 +205,22 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
             raise ServiceError(f"serve: no answer after {opts.ready_timeout_s}s:\n"
                                f"{procs[0].log_tail()}")
         time.sleep(0.5)
-    print(f"[demo] server up on port {port} after {time.monotonic() - t0:.0f}s; "
+    print(f"[demo] server up on port {port} after {time.monotonic() - t0:.0f}s", flush=True)
+    _wait_until_consuming(cfg, procs, opts.ready_timeout_s - (time.monotonic() - t0))
+    print(f"[demo] joiner and trainer consuming after {time.monotonic() - t0:.0f}s; "
           f"replaying at {opts.rate:,.0f} events/s", flush=True)
     tail.t0 = t0
     tail.start()
     sent = SendLog()
     stats: dict[str, Any] = {}
 
+    served = ServedScores(ratings)
+
     def produce() -> None:
         try:
-            s = send(cfg, movielens.events(ratings), rate=opts.rate, progress=None,
-                     on_event=lambda ev: sent.record(ev.ts))
+            # Impressions the live server scored go out with their score (demo_served).
+            s = send(cfg, served.annotate(movielens.events(ratings)), rate=opts.rate,
+                     progress=None, on_event=lambda ev: sent.record(ev.ts))
             stats.update(impressions=s.impressions, actions=s.actions,
                          events_per_s=s.events_per_s)
         except Exception as e:  # noqa: BLE001 - reported by the main loop
@@ -227,18 +233,15 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     user_slots = {r.user_id: r.slots for r in ratings}
     item_slots = {r.item_id: r.slots for r in ratings}
     items = sorted(item_slots)
-    served = ServedScores(ratings)
 
     def rank_body(user: int, cands: list[int]) -> dict[str, Any]:
-        return rank_request(user_slots[user], {i: item_slots[i] for i in cands})
+        # shown=0: these rankings are not impressions (nothing of the replay was shown)
+        return rank_request(user_slots[user], {i: item_slots[i] for i in cands}, shown=0)
 
     def served_rank(body: dict[str, Any]) -> dict[str, Any] | None:
         code, out = http(port, "/rank", body)
         return out if code == 200 else None
 
-    def sent_ts() -> int | None:
-        last = sent.last
-        return None if last is None else last[0]
     last_mark, last_change, replay_end = None, time.monotonic(), None
     prev = (0, time.monotonic(), 0.0)
     rank_ms: list[float] = []
@@ -266,14 +269,16 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
             if code == 200:
                 ms = (time.perf_counter() - t) * 1000
                 rank_ms.append(ms)
-            served.poll(served_rank, sent_ts)
+            served.poll(served_rank)
         w = tail.latest()
         trained = w.get("trained")
         sample = Sample(now - t0, sent.count, (sent.count - prev[0]) / (now - prev[1]),
                         trained, w.get("cumulative_auc"),
                         sum(status["rows"].values()) if status.get("rows") else None,
                         status.get("table_version"), fresh, ms)
-        sample.extra["served_auc"] = served.auc()
+        sample.extra.update(served_auc=served.auc(), order=w.get("order", "arrival"),
+                            logged_served_auc=w.get("served_auc"),
+                            logged_served=w.get("served_examples"))
         if trained is not None and prev[2] is not None and trained != prev[2]:
             sample.extra["trained_per_s"] = (trained - prev[2]) / (now - prev[1])
         prev = (sent.count, now, trained if trained is not None else prev[2])
@@ -294,13 +299,64 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
                      ready_s=_ready_s(run.samples),
                      rank_p50_ms=round(float(np.median(rank_ms)), 1) if rank_ms else None,
                      served_auc=served.auc(), served_scored=served.scored,
-                     served_overtaken=served.overtaken,
+                     served_unanswered=served.unanswered,
+                     logged_served_auc=run.windows[-1].get("served_auc") if run.windows else None,
+                     logged_served=run.windows[-1].get("served_examples") if run.windows else 0,
+                     order=run.windows[-1].get("order") if run.windows else None,
                      served_auc_returning=served.auc(returning=True),
                      served_auc_new=served.auc(returning=False),
                      served_returning=int(sum(served.returning)))
+    st = run.stats
+    print(f"[demo] served AUC from the scores logged with the impressions: "
+          f"{_fmt(st['logged_served_auc'])} over {st['logged_served'] or 0:,.0f} impressions "
+          f"(the demo's own computation from its requests: {_fmt(st['served_auc'])} over "
+          f"{st['served_scored']:,}; new users {_fmt(st['served_auc_new'])}, returning "
+          f"{_fmt(st['served_auc_returning'])})", flush=True)
+    if run.windows:
+        w = run.windows[-1]
+        print(f"[demo] trainer: {w.get('trained', 0):,.0f} examples, progressive AUC "
+              f"({w.get('order', 'arrival')} order) {_fmt(w.get('cumulative_auc'))}", flush=True)
     _final_ranking(port, ratings, users[0], run, opts.candidates, items, rank_body)
     run.server_metrics = _server_metrics(port)
     return 0 if run.windows and run.top_items else 1
+
+
+def _wait_until_consuming(cfg: Config, procs: list[Service], timeout_s: float) -> None:
+    """Return once the joiner and the trainer have each answered a probe.
+
+    The probes are malformed records, one on ``features`` and one on ``examples``:
+    each job sends them to the dead-letter topic (with its reason) once it reads its
+    input, and the trainer only after it has loaded TensorFlow. So the replay starts
+    when nothing would make its first seconds wait.
+    """
+    import uuid
+
+    from freshet import kafka
+
+    marker = f"demo readiness probe {uuid.uuid4().hex[:8]}"
+    p = kafka.producer(cfg)
+    # Timestamped at the epoch's start: a probe must not move any watermark (the
+    # trainer's is the examples' timestamps; the joiner falls back to it for bad input).
+    p.produce(cfg.topics.name("features"), marker.encode(), timestamp=1)
+    p.produce(cfg.topics.name("examples"), json.dumps({"v": 1, "examples": marker}).encode(),
+              timestamp=1)
+    p.flush(10)
+    waiting = {"features": "join", "examples": "train"}
+    deadline = time.monotonic() + max(timeout_s, 10.0)
+    while waiting:
+        for m in kafka.read(cfg, cfg.topics.name("dead_letters"), idle_s=1.0):
+            dead = json.loads(m.value())
+            if marker in dead.get("payload", ""):
+                waiting.pop(dead.get("source"), None)
+        _check(procs)
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(sorted(waiting.values()))
+            raise ServiceError(f"{names}: not consuming after {timeout_s:.0f}s (no answer to "
+                               "a readiness probe); see its log")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _heavy_users(ratings: list) -> list[int]:

@@ -6,7 +6,8 @@ Examples
 >>> from freshet.demo_watch import Sample
 >>> run = DemoRun(samples=[Sample(1.0, 10, 10.0, None, None, 5, 1, 2.0),
 ...                        Sample(3.0, 90, 40.0, 50, 0.7, 9, 2, 1.5)],
-...               windows=[{"t": 2.0, "auc": 0.7, "cumulative_auc": 0.7, "trained": 50}])
+...               windows=[{"t": 2.0, "auc": 0.7, "cumulative_auc": 0.7, "trained": 50,
+...                         "served_auc": 0.65}])
 >>> with tempfile.TemporaryDirectory() as d:
 ...     p = write_report(Path(d), run)
 ...     "progressive AUC" in p.read_text(), sorted(x.name for x in Path(d).glob("*.png"))
@@ -43,15 +44,16 @@ def write_report(path: Path, run: DemoRun) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     s = run.samples
     w = run.windows
-    served = [x for x in s if x.extra.get("served_auc") is not None]
+    logged = [x for x in w if x.get("served_auc") is not None]
     plots.lines(path / "demo_auc.png",
-                {"per window": ([x["t"] for x in w], [x["auc"] for x in w]),
-                 "cumulative": ([x["t"] for x in w], [x.get("cumulative_auc") for x in w]),
-                 "served (cumulative)": ([x.t for x in served], [x.extra["served_auc"]
-                                                                 for x in served])},
+                {"served (logged scores, cumulative)": ([x["t"] for x in logged],
+                                                        [x["served_auc"] for x in logged]),
+                 "trainer per window": ([x["t"] for x in w], [x["auc"] for x in w]),
+                 "trainer cumulative": ([x["t"] for x in w],
+                                        [x.get("cumulative_auc") for x in w])},
                 "seconds since the demo started", "AUC",
-                "Trainer: each example scored before it was learnt; server: before it was sent",
-                markers=True)
+                "Served: scores the live server returned before each rating was sent; "
+                "trainer: each example scored before it was learnt", markers=True)
     fresh = [x.freshness_s for x in s if x.freshness_s is not None]
     plots.histogram(path / "demo_freshness.png", fresh,
                     "seconds from producing an action to serving its learnt embeddings",
@@ -91,13 +93,17 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         f"| actions (clicks, likes) | {st.get('actions', 0):,} |",
         f"| replay pace | {st.get('rate', 0):,.0f} events/s asked, "
         f"{st.get('events_per_s', 0):,.0f} achieved |",
-        f"| examples trained (last report) | {last.get('trained', 0):,.0f} |",
-        f"| progressive AUC (trainer, cumulative, last report) | {auc:.4f} |",
-        f"| served AUC ({st.get('served_scored', 0):,} ratings scored by the live server "
-        f"before they were sent) | {or_dash(st.get('served_auc'), '.4f')} |",
+        f"| **served AUC, from the scores logged with the impressions** (metrics topic, "
+        f"{st.get('logged_served', 0) or 0:,.0f} impressions) | "
+        f"**{or_dash(st.get('logged_served_auc'), '.4f')}** |",
+        f"| the same, computed by the demo from its own requests ({st.get('served_scored', 0):,} "
+        f"ratings scored before they were sent) | {or_dash(st.get('served_auc'), '.4f')} |",
         f"| served AUC, users already in the replay ({st.get('served_returning', 0):,}) / "
         f"new users | {or_dash(st.get('served_auc_returning'), '.4f')} / "
         f"{or_dash(st.get('served_auc_new'), '.4f')} |",
+        f"| examples trained (last report) | {last.get('trained', 0):,.0f} |",
+        f"| trainer's progressive AUC, {st.get('order') or 'arrival'} order (cumulative) | "
+        f"{auc:.4f} |",
         f"| end-to-end freshness p50 / p95 | {q(50)} / {q(95)} |",
         f"| rows served at the end | {st.get('rows', '-')} |",
         f"| ranking latency p50 (100 candidates) | {st.get('rank_p50_ms', '-')} ms |",
@@ -106,18 +112,18 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         "",
         "![progressive AUC](demo_auc.png)",
         "",
-        "The trainer's window AUC is over examples it scored before learning them. The "
-        "joiner sends a negative when its window closes, at this replay speed hundreds of "
-        "ratings after the positives of the same moment; the trainer holds examples until "
-        "then and trains in event-time order (train.hold_for_negatives_s), and what is "
-        "left of that delay still lifts the figure above the time-ordered walk-forward "
-        "AUC (0.764). The served AUC is the honest online "
-        "figure: every poll the live server ranked the next ratings of the replay before the "
-        "producer sent them (scores that came back after their impression was sent are "
-        f"dropped: {st.get('served_overtaken', 0):,} here). The replay runs MovieLens' seven "
-        "months in about 90 s, so a second of freshness is days of ratings: most scored "
-        "ratings are of users the server has not learnt yet. `docs/results.md` has the "
-        "evidence and the quality measurements.",
+        "The served AUC is the figure that counts: what users were shown. Every poll the "
+        "demo asked the live server to rank the next ratings of the replay before the "
+        "producer sent them, and sent those impressions with the score they got; the "
+        "joiner carried the score into each example, and the trainer reported their AUC "
+        "on the metrics topic (the first row). The second row is the same AUC computed "
+        "by the demo from its own requests and the ratings: the two must agree "
+        f"({st.get('served_unanswered', 0):,} scored ratings were sent before their score "
+        "came back, and so without one). The trainer's progressive AUC scores each example "
+        "before learning it, in event-time order: the trainer holds examples until the "
+        "joiner has decided their time (`train.order`, docs/training.md). The replay runs "
+        "MovieLens' seven months in about two minutes, so a second of freshness is days of "
+        "ratings: most scored ratings are of users the server has not learnt yet.",
         "",
         "![freshness](demo_freshness.png)",
         "",

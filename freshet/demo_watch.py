@@ -87,17 +87,21 @@ class MetricsTail(threading.Thread):
 
     def take(self, m: dict[str, Any]) -> None:
         """One metric. A window's figures arrive in order (one trainer shard): its
-        ``auc`` (labelled with the window), then ``trained_examples`` and
-        ``progressive_auc`` (cumulative)."""
+        ``auc`` (labelled with the window), then the cumulative ``trained_examples``,
+        ``progressive_auc`` and, once serving has scored impressions, ``served_auc``
+        and ``served_examples`` (also reported when the stream pauses, without a
+        window's ``auc``: they then update the last window)."""
         labels = m.get("labels", {})
         if m.get("job") != "train" or labels.get("final") == "true":
             return
         if m["name"] == "auc" and "window" in labels:
             self.windows.append({"t": time.monotonic() - self.t0, "auc": m["value"]})
-        elif self.windows and m["name"] == "trained_examples":
-            self.windows[-1]["trained"] = m["value"]
-        elif self.windows and m["name"] == "progressive_auc":
-            self.windows[-1]["cumulative_auc"] = m["value"]
+            return
+        key = {"trained_examples": "trained", "progressive_auc": "cumulative_auc",
+               "served_auc": "served_auc", "served_examples": "served_examples"}.get(m["name"])
+        if self.windows and key is not None:
+            self.windows[-1][key] = m["value"]
+            self.windows[-1]["order"] = labels.get("order", "arrival")
 
     def latest(self) -> dict[str, float]:
         return dict(self.windows[-1]) if self.windows else {}
@@ -135,7 +139,9 @@ class Sample:
     def line(self) -> str:
         f = or_dash
         return (f"[demo {self.t:5.0f}s] produced {self.produced:,} ({self.events_per_s:,.0f}/s)"
-                f" | trained {f(self.trained, ',.0f')} | progressive AUC {f(self.auc, '.4f')}"
+                f" | trained {f(self.trained, ',.0f')}"
+                f" | served AUC (logged) {f(self.extra.get('logged_served_auc'), '.4f')}"
+                f" | progressive AUC ({self.extra.get('order', 'arrival')} order) "
+                f"{f(self.auc, '.4f')}"
                 f" | served rows {f(self.serving_rows, ',')} v{f(self.table_version, 'd')}"
-                f" | freshness {f(self.freshness_s, '.1f')}s | rank {f(self.rank_ms, '.0f')}ms"
-                f" | served AUC {f(self.extra.get('served_auc'), '.4f')}")
+                f" | freshness {f(self.freshness_s, '.1f')}s | rank {f(self.rank_ms, '.0f')}ms")

@@ -75,6 +75,27 @@ def _parse(raw: bytes | str) -> dict[str, Any]:
     return obj
 
 
+SERVED_FIELDS = ("served_score", "model_seq", "table_version")
+
+
+def _served(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional served fields, checked as the joiner checks them (parse.sql)."""
+    out: dict[str, Any] = {}
+    score = obj.get("served_score")
+    if score is not None:
+        if isinstance(score, bool) or not isinstance(score, int | float) or not (
+                0.0 <= score <= 1.0):
+            raise SchemaError("served_score: not a number in [0, 1]")
+        out["served_score"] = float(score)
+    for name in SERVED_FIELDS[1:]:
+        v = obj.get(name)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
+                raise SchemaError(f"{name}: not a non-negative 64-bit integer")
+            out[name] = v
+    return out
+
+
 def _slots(obj: Mapping[str, Any]) -> dict[str, list[int]]:
     slots = _field(obj, "slots", dict)
     out: dict[str, list[int]] = {}
@@ -105,6 +126,9 @@ class Impression(Event):
     """Features of one item shown for one request (topic ``features``).
 
     ``slots`` maps a feature group (a slot, e.g. ``genre``) to its integer IDs.
+    ``served_score`` (the probability serving returned), ``model_seq`` (the dense
+    model's sequence number) and ``table_version`` (sparse updates applied) say what
+    the item was ranked with; None when it was not scored by Freshet's server.
     """
 
     topic: ClassVar[str] = "features"
@@ -113,9 +137,16 @@ class Impression(Event):
     user_id: int
     ts: int  # event time, milliseconds since the epoch
     slots: dict[str, list[int]] = field(default_factory=dict)
+    served_score: float | None = None
+    model_seq: int | None = None
+    table_version: int | None = None
 
     def key(self) -> bytes:
         return self.request_id.encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items()
+                if v is not None or k not in SERVED_FIELDS}
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Impression:
@@ -126,6 +157,7 @@ class Impression(Event):
             user_id=_field(o, "user_id", int),
             ts=_field(o, "ts", int),
             slots=_slots(o),
+            **_served(o),
         )
 
 
@@ -164,6 +196,7 @@ class Example(Event):
 
     ``label`` is 1 when any action matched. ``sample_rate`` is the probability with
     which an example of this label was kept, for the log-odds correction in training.
+    The served fields are the impression's (:class:`Impression`).
     """
 
     topic: ClassVar[str] = "examples"
@@ -177,6 +210,13 @@ class Example(Event):
     finish: int = 0
     sample_rate: float = 1.0
     slots: dict[str, list[int]] = field(default_factory=dict)
+    served_score: float | None = None
+    model_seq: int | None = None
+    table_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items()
+                if v is not None or k not in SERVED_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -233,9 +273,42 @@ class ExampleBatch:
     sample_rate: np.ndarray  # float32
     actions: dict[str, np.ndarray]  # action type -> int8 column
     slots: dict[str, tuple[np.ndarray, np.ndarray]]
+    served_score: np.ndarray | None = None  # float64, nan where not served; None: none was
 
     def __len__(self) -> int:
         return len(self.request_id)
+
+    def take(self, index: np.ndarray) -> ExampleBatch:
+        """The examples at ``index`` (in that order), as a new batch.
+
+        Examples
+        --------
+        >>> b = ExampleBatch.from_rows([
+        ...     {"request_id": "a", "item_id": 1, "user_id": 2, "ts": 10, "label": 1,
+        ...      "slots": {"genre": [5, 6]}},
+        ...     {"request_id": "b", "item_id": 3, "user_id": 2, "ts": 11, "label": 0,
+        ...      "slots": {"genre": [7]}}])
+        >>> t = b.take(np.array([1, 0, 1]))
+        >>> t.request_id, t.slots["genre"][0].tolist(), t.slots["genre"][1].tolist()
+        (['b', 'a', 'b'], [7, 5, 6, 7], [0, 1, 3, 4])
+        """
+        index = np.asarray(index, np.int64)
+        slots = {}
+        for name, (ids, offsets) in self.slots.items():
+            starts, ends = offsets[index], offsets[index + 1]
+            lengths = ends - starts
+            new_offsets = np.zeros(len(index) + 1, np.int64)
+            np.cumsum(lengths, out=new_offsets[1:])
+            # position k of the output reads ids[starts[row] + (k - new_offsets[row])]
+            row = np.repeat(np.arange(len(index)), lengths)
+            slots[name] = (ids[starts[row] + np.arange(new_offsets[-1]) - new_offsets[row]],
+                           new_offsets)
+        return ExampleBatch(
+            request_id=[self.request_id[i] for i in index.tolist()],
+            item_id=self.item_id[index], user_id=self.user_id[index], ts=self.ts[index],
+            label=self.label[index], sample_rate=self.sample_rate[index],
+            actions={a: v[index] for a, v in self.actions.items()}, slots=slots,
+            served_score=None if self.served_score is None else self.served_score[index])
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ExampleBatch:
@@ -279,9 +352,17 @@ class ExampleBatch:
                 actions={a: np.array([r.get(a, 0) or 0 for r in rows], np.int8)
                          for a in ACTION_TYPES},
                 slots=slots,
+                served_score=_served_scores(rows),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise SchemaError(f"malformed example batch: {e!r}") from e
+
+
+def _served_scores(rows: list[Any]) -> np.ndarray | None:
+    scores = [r.get("served_score") for r in rows]
+    if all(s is None for s in scores):
+        return None
+    return np.array([np.nan if s is None else float(s) for s in scores], np.float64)
 
 
 def _row_slots(row: Mapping[str, Any]) -> Mapping[str, list[int]]:
@@ -292,4 +373,9 @@ def _row_slots(row: Mapping[str, Any]) -> Mapping[str, list[int]]:
 
 def encode_examples(examples: list[Example]) -> bytes:
     """One ``examples`` topic message holding a batch."""
-    return orjson.dumps({"v": SCHEMA_VERSION, "examples": [e.to_dict() for e in examples]})
+    return encode_rows([e.to_dict() for e in examples])
+
+
+def encode_rows(rows: list[Any]) -> bytes:
+    """One ``examples`` message from decoded example rows (:meth:`ExampleBatch.rows_from_json`)."""
+    return orjson.dumps({"v": SCHEMA_VERSION, "examples": rows})

@@ -50,10 +50,8 @@ BRIDGES = {
         ("features_checked", "features_parsed", "rowtime"),
         ("actions_checked", "actions_parsed", "rowtime"),
     ),
-    "output.sql": (("joiner_output", "joiner_output_pt", "batch"),),
+    "output.sql": (("joiner_output", "joiner_rows", "batch"),),
 }
-# How far the batching's ingestion-time watermark trails the wall clock.
-INGEST_WATERMARK_DELAY_S = 0.2
 PASSTHROUGH_SQL = ("passthrough.sql",)
 # The benchmark's second baseline: the joiner's sources and parsing alone.
 PARSE_ONLY_SQL = ("functions.sql", "tables.sql", "parse.sql", "parse_only.sql")
@@ -168,7 +166,6 @@ def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME)
         "negative_sample_rate": repr(float(j.negative_sample_rate)),
         "negatives_kept_per_million": str(round(j.negative_sample_rate * 1_000_000)),
         "batch_shards": str(j.batch_shards),
-        "batch_interval": sql_interval(j.batch_interval_ms / 1000),
         "action_types": _sql_str("|".join(ACTION_TYPES)),
         # One 0/1 column per action type (freshet.topics.ACTION_TYPES).
         "action_columns": "\n".join(
@@ -219,7 +216,7 @@ def load_sql(
 
 
 def _bridge(
-    t_env: StreamTableEnvironment, view: str, new_view: str, time: str, bounded: bool
+    t_env: StreamTableEnvironment, view: str, new_view: str, time: str, batch_ms: int
 ) -> None:
     """Register ``new_view``: ``view`` turned into a Java DataStream and back.
 
@@ -227,18 +224,14 @@ def _bridge(
     otherwise copies a view into each of its consumers: parsing ran once per branch
     (join input, dead letters) and the one FULL join became a LEFT and a FULL join.
     It also makes Flink 2.0.2 accept keep-first deduplication as append-only (its
-    planner calls it updating although it only inserts). ``time`` is the new view's
-    time attribute:
+    planner calls it updating although it only inserts). ``time``:
 
-    - ``"rowtime"``: ``view``'s ``rowtime``, watermarks unchanged;
-    - ``"batch"``: a new ``pt`` for the batching windows (insert.sql). Online it is
-      processing time: windows close on the clock, so the last batch goes out without
-      waiting for more traffic (a watermark from records alone stops with them). In a
-      bounded run it is ingestion time with a watermark INGEST_WATERMARK_DELAY_S
-      behind it: processing-time windows are dropped at the end of a bounded input,
-      event-time windows are flushed by its final watermark.
+    - ``"rowtime"``: keep ``view``'s ``rowtime`` and its watermarks;
+    - ``"batch"``: the joiner's output; also registers ``example_batches``, its example
+      rows batched per shard every ``batch_ms`` by the Java ExampleBatcher (udfs/java),
+      which stamps each message with the event time the join has decided up to.
     """
-    from pyflink.table import Schema
+    from pyflink.table import DataTypes, Schema
     from pyflink.table.expressions import col
 
     table = t_env.from_path(view)
@@ -262,13 +255,15 @@ def _bridge(
     else:
         for name, dtype in fields:
             schema = schema.column(name, dtype)
-        if bounded:
-            schema = schema.column_by_expression(
-                "pt", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))"
-            ).watermark("pt", f"pt - {sql_interval(INGEST_WATERMARK_DELAY_S)}")
-        else:
-            schema = schema.column_by_expression("pt", "PROCTIME()")
         stream = t_env.to_changelog_stream(table)
+        from pyflink.datastream import DataStream
+        from pyflink.java_gateway import get_gateway
+
+        batcher = get_gateway().jvm.io.freshet.udf.ExampleBatcher
+        batches = DataStream(batcher.attach(stream._j_data_stream, batch_ms))
+        t_env.create_temporary_view("example_batches", t_env.from_data_stream(
+            batches, Schema.new_builder().column("message", DataTypes.STRING())
+            .column("decided", DataTypes.TIMESTAMP_LTZ(3)).build()))
     t_env.create_temporary_view(new_view, t_env.from_data_stream(stream, schema.build()))
 
 
@@ -307,7 +302,7 @@ def build(
             t_env.execute_sql(stmt)
         if i + 1 == len(loaded) or loaded[i + 1][0] != name:  # the file's last statement
             for view, new_view, time in BRIDGES.get(name, ()):
-                _bridge(t_env, view, new_view, time, bounded=bounds is not None)
+                _bridge(t_env, view, new_view, time, cfg.joiner.batch_interval_ms)
     return t_env, stmt_set
 
 

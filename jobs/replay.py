@@ -15,6 +15,7 @@ high watermark counts record batches (stack.md), so there the scan is what runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ def replay(cfg: Config, from_ms: int | None, to_ms: int | None, snapshot_dir: st
     """Train over the range; write the model and ``manifest.json``; return the manifest."""
     from jobs.train import build
 
+    # Batch training has no freshness to lose: train and score in event-time order.
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, order="event_time", max_hold_s=0.0))
     r = time_range(cfg, from_ms, to_ms)
     snapshot_dir = Path(snapshot_dir).resolve()
     snapshot_dir.mkdir(parents=True, exist_ok=True)

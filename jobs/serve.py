@@ -77,6 +77,9 @@ class RankRequest(BaseModel):
         None, ge=0, description="The client shows the best `shown` items: only those are "
         "logged as impressions and remembered for demotion. Default: all.")
     demote: bool = Field(True, description="Demote items recently shown to this user.")
+    ts: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="Event time of the request, ms since the epoch, "
+        "logged with its impressions (a client replaying a log). Default: the server's clock.")
 
 
 class RankedItem(BaseModel):
@@ -192,9 +195,11 @@ class Server:
         if self.recent is not None:
             self.recent.record(req.user_id, [item_ids[i] for i in shown], now)
         if self.impressions is not None and len(shown):
-            self.impressions.log(ShownRequest(request_id, req.user_id, int(now * 1000),
-                                              user_slots, [(item_ids[i], item_slots[i])
-                                                           for i in shown]))
+            ts = int(now * 1000) if req.ts is None else req.ts
+            self.impressions.log(ShownRequest(
+                request_id, req.user_id, ts, user_slots,
+                [(item_ids[i], item_slots[i]) for i in shown], [float(scores[i]) for i in shown],
+                view.dense.seq, view.table_version))
         demoted = factors is not None
         return {
             "request_id": request_id,

@@ -33,7 +33,6 @@ def build(
     ``write_snapshot``: where to write the model when a bounded input ends.
     ``from_checkpoint``: a retained Flink checkpoint to restore (state and offsets).
     """
-    from pyflink.common import WatermarkStrategy
 
     shards = cfg.train.parallelism
     extra = {"python.fn-execution.bundle.time": str(cfg.train.bundle_time_ms)}
@@ -44,7 +43,7 @@ def build(
     keys = shard_keys(shards)
     source = kafka_source(cfg, "examples", GROUP, binary=True, start=start, stop=stop)
     trained = (
-        env.from_source(source, WatermarkStrategy.no_watermarks(), "examples")
+        env.from_source(source, watermarks(cfg, bounded=stop is not None), "examples")
         .uid("examples-source")
         .key_by(ShardKey(keys), key_type=_int_type())
         .process(TrainFunction(cfg.to_json(), keys, start_snapshot, write_snapshot),
@@ -58,6 +57,26 @@ def build(
         "dead-letters-sink"
     )
     return env
+
+
+def watermarks(cfg: Config, bounded: bool) -> object:
+    """The examples source's watermarks: none in arrival order; in event-time order the
+    messages' Kafka timestamps (the joiner's watermark when it wrote them), per
+    partition, so the trainer's watermark is the minimum over partitions (udfs/hold.py).
+
+    Online, a partition without messages for ``train.idle_partition_s`` stops holding
+    it back; a bounded run's partitions all end, and marking a slow one idle would
+    release examples before it is read.
+    """
+    from pyflink.common import Duration, WatermarkStrategy
+
+    if cfg.train.order != "event_time":
+        return WatermarkStrategy.no_watermarks()
+    strategy = WatermarkStrategy.for_monotonous_timestamps()
+    if not bounded and cfg.train.idle_partition_s > 0:
+        strategy = strategy.with_idleness(
+            Duration.of_millis(round(cfg.train.idle_partition_s * 1000)))
+    return strategy
 
 
 def _int_type() -> object:

@@ -1,8 +1,12 @@
 -- The join of impressions with actions into labelled examples (views over parse.sql's
 -- output, `features_parsed` and `actions_parsed`).
 
+-- `served_score`, `model_seq`, `table_version`: what serving scored the impression
+-- with (NULL when it was not scored), carried into the example so that Freshet can
+-- measure what users were actually shown.
 CREATE TEMPORARY VIEW impressions AS
-SELECT request_id, item_id, user_id, ts, slots, rowtime
+SELECT request_id, item_id, user_id, ts, slots, served_score, model_seq, table_version,
+  rowtime
 FROM features_parsed
 WHERE reason IS NULL;
 
@@ -35,7 +39,7 @@ SELECT
   CASE WHEN i.request_id IS NULL THEN 'dead_letter' ELSE 'example' END AS kind,
   COALESCE(i.request_id, a.request_id) AS request_id,
   COALESCE(i.item_id, a.item_id) AS item_id,
-  i.user_id, i.ts, i.slots,
+  i.user_id, i.ts, i.slots, i.served_score, i.model_seq, i.table_version,
   a.action,
   CASE WHEN i.request_id IS NULL THEN a.payload END AS action_payload,
   PROCTIME() AS pt  -- a processing-time attribute for the deduplication below
@@ -53,7 +57,8 @@ FULL JOIN actions AS a
 -- Unmatched actions are deduplicated by their payload: a redelivered copy is dropped,
 -- a different unmatched action on the same impression is not.
 CREATE TEMPORARY VIEW first_rows AS
-SELECT kind, request_id, item_id, user_id, ts, slots, action, action_payload
+SELECT kind, request_id, item_id, user_id, ts, slots, served_score, model_seq,
+  table_version, action, action_payload
 FROM (
   SELECT *,
     ROW_NUMBER() OVER (
@@ -68,7 +73,8 @@ WHERE rn = 1;
 -- every positive, and carry the rate for training's log-odds correction.
 CREATE TEMPORARY VIEW outcomes AS
 SELECT
-  kind, request_id, item_id, user_id, ts, slots, action_payload,
+  kind, request_id, item_id, user_id, ts, slots, served_score, model_seq, table_version,
+  action_payload,
   CASE WHEN action IS NULL THEN 0 ELSE 1 END AS label,
 ${action_columns}
   CASE WHEN action IS NULL THEN CAST(${negative_sample_rate} AS DOUBLE) ELSE 1.0E0 END AS sample_rate

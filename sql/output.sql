@@ -1,10 +1,12 @@
 -- Everything the joiner writes, as one stream of ready-made JSON messages: examples
--- (one JSON object each, batched in insert.sql) and dead letters.
+-- (one JSON object each) and dead letters.
 --
--- jobs/join.py passes this view through a Java DataStream (no Python per row) as
--- `joiner_output_pt`: append-only (Flink 2.0.2's planner calls the keep-first
--- deduplication in join.sql updating, which a window rejects, although it only ever
--- inserts), plus `pt`, the batching's time (insert.sql).
+-- jobs/join.py passes this view through a Java DataStream (no Python per row): as
+-- `joiner_rows`, append-only (Flink 2.0.2's planner calls the keep-first
+-- deduplication in join.sql updating, which a Kafka sink rejects, although it only
+-- ever inserts), and batched per `shard` into `example_batches` (message, decided)
+-- by io.freshet.udf.ExampleBatcher (udfs/java), which stamps each message with the
+-- event time up to which the join has decided (insert.sql).
 CREATE TEMPORARY VIEW joiner_output AS
 SELECT
   kind,
@@ -17,6 +19,10 @@ SELECT
 ${action_json}
     || ',"sample_rate":' || CAST(sample_rate AS STRING)
     || ',"slots":' || slots  -- validated JSON object text (parse.sql)
+    -- Only when serving scored the impression (a NULL would empty the whole text).
+    || COALESCE(',"served_score":' || CAST(served_score AS STRING), '')
+    || COALESCE(',"model_seq":' || CAST(model_seq AS STRING), '')
+    || COALESCE(',"table_version":' || CAST(table_version AS STRING), '')
     || '}'
   ELSE JSON_OBJECT(
     'v' VALUE 1,

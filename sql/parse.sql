@@ -14,15 +14,17 @@ SELECT
   CASE WHEN p.reason IS NULL AND rowtime = TO_TIMESTAMP_LTZ(ts, 3)
     THEN CAST(NULL AS STRING) ELSE payload END AS payload,
   rowtime, request_id, item_id, user_id, ts, slots,
+  served_score, model_seq, table_version,
   CASE
     -- tables.sql fell back to the broker timestamp: `ts` is absurd.
     WHEN p.reason IS NULL AND rowtime <> TO_TIMESTAMP_LTZ(ts, 3)
-      THEN 'ts: further than max_clock_skew_s from the broker timestamp'
+      THEN 'ts: further than max_clock_skew_s from the record''s Kafka timestamp (does the producer set record timestamps to event time?)'
     ELSE p.reason
   END AS reason
 FROM features_raw
 CROSS JOIN LATERAL TABLE(parse_impression(payload))
-  AS p (reason, request_id, item_id, user_id, ts, slots);
+  AS p (reason, request_id, item_id, user_id, ts, slots,
+        served_score, model_seq, table_version);
 
 -- Actions keep their payload: an unmatched action is dead-lettered after the join.
 CREATE TEMPORARY VIEW actions_checked AS
@@ -31,7 +33,7 @@ SELECT
   rowtime, request_id, item_id, action,
   CASE
     WHEN p.reason IS NULL AND rowtime <> TO_TIMESTAMP_LTZ(ts, 3)
-      THEN 'ts: further than max_clock_skew_s from the broker timestamp'
+      THEN 'ts: further than max_clock_skew_s from the record''s Kafka timestamp (does the producer set record timestamps to event time?)'
     ELSE p.reason
   END AS reason
 FROM actions_raw

@@ -50,13 +50,18 @@ CREATE TEMPORARY TABLE actions_raw (
   ${actions_scan}
 );
 
--- Labelled examples: each message is one batch, {"v":1,"examples":[...]} (docs/joiner.md).
+-- Labelled examples: each message is one batch, {"v":1,"examples":[...]} (docs/joiner.md),
+-- its timestamp the event time up to which the joiner had decided (insert.sql). Each
+-- writing subtask keeps to its own partition, so a partition's timestamps never
+-- decrease (udfs/java: ExampleBatcher, SubtaskPartitioner).
 CREATE TEMPORARY TABLE examples_sink (
-  message STRING
+  message STRING,
+  decided TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${examples_topic}',
   'format' = 'raw',
+  'sink.partitioner' = 'io.freshet.udf.SubtaskPartitioner',
   ${sink_options}
 );
 

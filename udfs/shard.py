@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 
 from freshet.config import Config
-from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError
+from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError, encode_rows
 from ps import EmbeddingCollection, from_ipc, to_ipc
 from ps.delta import encode_dense, encode_sparse
-from udfs.hold import HoldBuffer
+from udfs.hold import EventTimeHold
 from udfs.param_sync import SparseBuffer, Versions
 from udfs.shard_state import StateStore, pack_meta, unpack_meta
 from udfs.trainer import Trainer
@@ -60,7 +60,9 @@ class ShardWorker:
         self.trainer = Trainer(cfg.model, cfg.train)
         self.subtask = -1  # the Flink subtask running this shard (set by the operator)
         self.sparse = SparseBuffer()
-        self.hold = HoldBuffer(cfg.train.hold_for_negatives_s, cfg.train.micro_batch)
+        self.event_time = cfg.train.order == "event_time"
+        self.hold = EventTimeHold(cfg.train.micro_batch, cfg.train.max_hold_s)
+        self.held_written = 0  # rows in the state's held list (held or trained since)
         self.expiring = any(slot.ttl_s > 0 for slot in cfg.model.slots)
         self.versions = Versions()
         self.watermark_ms = 0
@@ -81,11 +83,15 @@ class ShardWorker:
         self.restore_s = time.perf_counter() - t
         self.restored_examples = self.trainer.ledger.examples  # trained before this start
         self._announced = False
+        self.reported = self.restored_examples  # trained examples in the last report
 
     # -- training ---------------------------------------------------------------------
-    def process(self, value: bytes) -> Outputs:
-        """Train on one examples-topic message (or on what it releases from the hold);
-        write state once; maybe sync."""
+    def process(self, value: bytes, watermark_ms: int | None = None) -> Outputs:
+        """Train on one examples-topic message; write state once; maybe sync.
+
+        In event-time order (``train.order``) the message's examples are held and what
+        the watermark ``watermark_ms`` has passed is trained (:mod:`udfs.hold`).
+        """
         out = Outputs()
         try:
             rows = ExampleBatch.rows_from_json(value)
@@ -104,23 +110,39 @@ class ShardWorker:
             out.metrics.append(Metric(JOB, "restored_examples", self.restored_examples,
                                       labels=labels).to_json().decode())
         self._announced = True
-        if self.hold.max_hold_s > 0 or len(self.hold):
-            self.hold.add(rows, batch.ts, batch.label, time.monotonic())
-            released = self._released()
-            if released is None:
-                self._save_meta()  # the held rows are state too
-                return out
-            batch = released
-        return out.extend(self._train(batch))
+        if not self.event_time:
+            return out.extend(self._train([batch]))
+        late = self.hold.add(rows, time.monotonic())
+        self.state.append_held(value)
+        self.held_written += len(rows)
+        if late:  # below what is already trained: train now, out of order (counted)
+            out.extend(self._train([ExampleBatch.from_rows(late)]))
+        released = self._release(watermark_ms)
+        if released is None and not late:
+            self._save_meta()  # the held rows are state too
+        return out.extend(released or Outputs())
 
-    def _released(self, everything: bool = False) -> ExampleBatch | None:
-        rows = self.hold.release(time.monotonic(), everything)
-        return ExampleBatch.from_rows(rows) if rows else None
+    def _release(self, watermark_ms: int | None, everything: bool = False) -> Outputs | None:
+        """Train what the hold releases, in micro-batches of its event-time order."""
+        rows = self.hold.release(watermark_ms, time.monotonic(), everything)
+        if self.held_written > 2 * len(self.hold) + 4096:
+            # Rewrite the held list once it is mostly trained rows (amortised O(1)).
+            held = self.hold.rows()
+            self.state.replace_held([encode_rows(held)] if held else [])
+            self.held_written = len(held)
+        if not rows:
+            return None
+        step = self.cfg.train.micro_batch
+        return self._train([ExampleBatch.from_rows(rows[a:a + step])
+                            for a in range(0, len(rows), step)])
 
-    def _train(self, batch: ExampleBatch) -> Outputs:
+    def _train(self, batches: list[ExampleBatch]) -> Outputs:
+        """Train ``batches`` in order (each a ``train_batch`` call), then log, sync and
+        write state once."""
         out = Outputs()
-        self.trainer.train_batch(batch)
-        self.watermark_ms = max(self.watermark_ms, int(batch.ts.max()))
+        for batch in batches:
+            self.trainer.train_batch(batch)
+            self.watermark_ms = max(self.watermark_ms, int(batch.ts.max()))
         now = time.monotonic()
         sync_due = now - self.last_sparse_sync >= self.cfg.sync.sparse_sync_interval_s
         if sync_due and self.expiring:
@@ -136,7 +158,10 @@ class ShardWorker:
         self.sparse.add(delta)
         if sync_due:
             out.extend(self.sync_sparse())
-        if now - self.last_dense_sync >= self.cfg.sync.dense_sync_interval_s:
+        # A fresh deployment serves at once: the first dense model goes out with the
+        # first sparse rows, later ones on dense_sync_interval_s.
+        first_dense = sync_due and self.versions.dense == 0
+        if first_dense or now - self.last_dense_sync >= self.cfg.sync.dense_sync_interval_s:
             out.extend(self.sync_dense())
         if self.batches >= self.cfg.train.compact_every:
             out.extend(self.sync_sparse())  # compaction drops per-batch entries: sync first
@@ -170,23 +195,25 @@ class ShardWorker:
         )
         return Outputs(params=msgs)
 
-    def on_timer(self) -> Outputs:
-        """Processing-time flush, so the last rows go out when the stream pauses (and
-        examples held for longer than ``hold_for_negatives_s`` are trained)."""
+    def on_timer(self, watermark_ms: int | None = None) -> Outputs:
+        """A timer: train what the watermark (or ``max_hold_s``) has released, and flush
+        touched rows so the last ones go out when the stream pauses."""
         out = Outputs()
-        released = self._released()
-        if released is not None:
-            out.extend(self._train(released))
+        if self.event_time:
+            released = self._release(watermark_ms)
+            if released is not None:
+                out.extend(released)
         if self.sparse.rows:
             out.extend(self.sync_sparse())
             self._save_meta()
+        if self.trainer.ledger.examples > self.reported:
+            out.metrics += self._metrics(final=False)  # the stream paused: report what is
         return out
 
     def finish(self) -> Outputs:
         """End of a bounded input: train what is held, sync everything and report the
         final figures."""
-        released = self._released(everything=True)
-        out = self._train(released) if released is not None else Outputs()
+        out = self._release(None, everything=True) or Outputs()
         out.extend(self.sync_sparse()).extend(self.sync_dense())
         if self.trainer.eval.w_count:
             out.extend(self._window_metrics())
@@ -198,28 +225,48 @@ class ShardWorker:
     def _window_metrics(self) -> Outputs:
         w = self.trainer.eval.take_window()
         self.window += 1
-        log.info("train shard %d window %d: auc %.4f logloss %.4f over %d examples "
-                 "(cumulative auc %.4f, %d examples)", self.shard, self.window, w["auc"],
-                 w["logloss"], w["examples"], self.trainer.eval.auc(), self.trainer.eval.count)
+        log.info("train shard %d window %d (%s order): auc %.4f logloss %.4f over %d "
+                 "examples (cumulative auc %.4f, %d examples)", self.shard, self.window,
+                 self.cfg.train.order, w["auc"], w["logloss"], w["examples"],
+                 self.trainer.eval.auc(), self.trainer.eval.count)
         labels = {"shard": str(self.shard), "window": str(self.window),
-                  "examples": str(w["examples"]), "watermark_ms": str(self.watermark_ms)}
+                  "examples": str(w["examples"]), "watermark_ms": str(self.watermark_ms),
+                  "order": self.cfg.train.order}
         ms = [Metric(JOB, "auc", w["auc"], labels=labels),
               Metric(JOB, "logloss", w["logloss"], labels=labels)]
+        served = self.trainer.served.take_window()
+        if served["examples"]:
+            s_labels = {**labels, "examples": str(served["examples"])}
+            ms += [Metric(JOB, "served_window_auc", served["auc"], labels=s_labels),
+                   Metric(JOB, "served_window_logloss", served["logloss"], labels=s_labels)]
         return Outputs(metrics=[m.to_json().decode() for m in ms] + self._metrics(final=False))
 
     def _metrics(self, final: bool) -> list[str]:
         ev, ledger = self.trainer.eval, self.trainer.ledger
+        self.reported = ledger.examples
         labels = {"shard": str(self.shard), "subtask": str(self.subtask),
                   "final": str(final).lower(),
                   "fingerprint": str(ledger.fingerprint), "restore_s": f"{self.restore_s:.3f}",
                   "restored_examples": str(self.restored_examples),
-                  "watermark_ms": str(self.watermark_ms)}
+                  "watermark_ms": str(self.watermark_ms), "order": self.cfg.train.order}
+        # "order" says what the progressive figures mean: scored in event-time order, or
+        # in arrival order, which the joiner's output order inflates (udfs/hold.py).
         ms = [Metric(JOB, "trained_examples", ledger.examples, labels=labels),
               Metric(JOB, "progressive_auc", ev.auc(), labels=labels),
-              Metric(JOB, "progressive_logloss", ev.logloss(), labels=labels)]
+              Metric(JOB, "progressive_logloss", ev.logloss(), labels=labels),
+              Metric(JOB, "held_examples", len(self.hold), labels=labels),
+              Metric(JOB, "late_examples", self.hold.late, labels=labels)]
+        served = self.trainer.served
+        if served.count:
+            # What users were shown: the scores serving logged with each impression.
+            ms += [Metric(JOB, "served_examples", served.count, labels=labels),
+                   Metric(JOB, "served_auc", served.auc(), labels=labels),
+                   Metric(JOB, "served_logloss", served.logloss(), labels=labels)]
         if final:
             # Histograms let a reader merge the AUC of several shards exactly.
-            hist = {"pos": ev.pos.tolist(), "neg": ev.neg.tolist(), "loss": ev.loss}
+            hist = {"pos": ev.pos.tolist(), "neg": ev.neg.tolist(), "loss": ev.loss,
+                    "served_pos": served.pos.tolist(), "served_neg": served.neg.tolist(),
+                    "served_loss": served.loss, "served_count": served.count}
             ms.append(Metric(JOB, "eval_histogram", ev.count,
                              labels={**labels, "histogram": json.dumps(hist)}))
         return [m.to_json().decode() for m in ms]
@@ -276,8 +323,9 @@ class ShardWorker:
         self.batches = extra.get("batches", 0)
         self.window, self.watermark_ms = extra["window"], extra["watermark_ms"]
         self.versions = Versions(extra["sparse_seq"], extra["dense_seq"])
-        if "hold" in extra:
-            self.hold.load(extra["hold"], time.monotonic())
+        arrived = [r for blob in self.state.held() for r in ExampleBatch.rows_from_json(blob)]
+        self.hold.load(extra["hold"], arrived, time.monotonic())
+        self.held_written = len(arrived)
 
     def save_snapshot(self, directory: str | Path) -> Path:
         """Write this shard's model (tables + dense state) for a later start."""

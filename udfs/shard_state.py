@@ -8,6 +8,9 @@ Two entries per shard key:
   with that batch's filter calls, replayed on restore). Appending is cheap; every
   ``compact_every`` batches the log is replaced by a fresh snapshot, so a restore
   replays a bounded log.
+- ``held`` (list state of examples messages), in event-time order only
+  (:mod:`udfs.hold`): every message since the list was last rewritten; with the
+  hold's bookkeeping in ``meta`` it tells which examples are still held.
 - ``meta`` (value state, one ``.npz`` blob, overwritten per batch): dense weights and
   Adam state, evaluation histograms, the ledger, sync sequence numbers, the row
   initialisers' RNG state, and the log bookkeeping.
@@ -38,6 +41,9 @@ class StateStore(Protocol):
     def replace_log(self, blobs: list[bytes]) -> None: ...
     def meta(self) -> bytes | None: ...
     def put_meta(self, blob: bytes) -> None: ...
+    def held(self) -> Iterable[bytes]: ...
+    def append_held(self, blob: bytes) -> None: ...
+    def replace_held(self, blobs: list[bytes]) -> None: ...
 
 
 @dataclass
@@ -46,6 +52,7 @@ class MemoryState:
 
     entries: list[bytes] = field(default_factory=list)
     meta_blob: bytes | None = None
+    held_blobs: list[bytes] = field(default_factory=list)
 
     def log(self) -> Iterable[bytes]:
         return list(self.entries)
@@ -61,6 +68,15 @@ class MemoryState:
 
     def put_meta(self, blob: bytes) -> None:
         self.meta_blob = blob
+
+    def held(self) -> Iterable[bytes]:
+        return list(self.held_blobs)
+
+    def append_held(self, blob: bytes) -> None:
+        self.held_blobs.append(blob)
+
+    def replace_held(self, blobs: list[bytes]) -> None:
+        self.held_blobs = list(blobs)
 
 
 def pack_meta(arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> bytes:

@@ -8,8 +8,9 @@ to Flink keys that land one per subtask (:mod:`udfs.routing`).
 Outputs: parameter deltas (Arrow IPC bytes) on the main output; metrics and dead
 letters (JSON) on side outputs. Timers: a processing-time timer flushes touched rows
 ``sparse_sync_interval_s`` after a batch if nothing else has (and again while examples
-are held, until they are trained: :mod:`udfs.hold`); an event-time timer at
-the end of time fires when a bounded input (replay) ends and syncs everything.
+are held); in event-time order (:mod:`udfs.hold`) an event-time timer fires when the
+watermark makes the next held micro-batch due; an event-time timer at the end of time
+fires when a bounded input (replay) ends: what is held is trained, everything synced.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class ShardKey(KeySelector):
 class _FlinkState:
     """:class:`udfs.shard_state.StateStore` over the current key's Flink state."""
 
-    def __init__(self, log: Any, meta: Any) -> None:
-        self._log, self._meta = log, meta
+    def __init__(self, log: Any, meta: Any, held: Any) -> None:
+        self._log, self._meta, self._held = log, meta, held
 
     def log(self) -> Iterable[bytes]:
         return self._log.get() or []
@@ -62,6 +63,15 @@ class _FlinkState:
 
     def put_meta(self, blob: bytes) -> None:
         self._meta.update(blob)
+
+    def held(self) -> Iterable[bytes]:
+        return self._held.get() or []
+
+    def append_held(self, blob: bytes) -> None:
+        self._held.add(blob)
+
+    def replace_held(self, blobs: list[bytes]) -> None:
+        self._held.update(blobs)
 
 
 class TrainFunction(KeyedProcessFunction):
@@ -83,11 +93,13 @@ class TrainFunction(KeyedProcessFunction):
         self.cfg = Config.from_json(self.cfg_json)
         log = runtime_context.get_list_state(ListStateDescriptor("model_log", BYTES))
         meta = runtime_context.get_state(ValueStateDescriptor("model_meta", BYTES))
-        self.state = _FlinkState(log, meta)
+        held = runtime_context.get_list_state(ListStateDescriptor("held_examples", BYTES))
+        self.state = _FlinkState(log, meta, held)
         self.workers: dict[int, Any] = {}
         self.subtask = runtime_context.get_index_of_this_subtask()
         self.flush_armed: set[int] = set()
         self.end_armed: set[int] = set()
+        self.due_armed: dict[int, int] = {}  # key -> event-time timer set for the hold
 
     def _worker(self, key: int) -> Any:
         w = self.workers.get(key)
@@ -102,13 +114,15 @@ class TrainFunction(KeyedProcessFunction):
 
     def process_element(self, value: bytes, ctx: KeyedProcessFunction.Context) -> Iterator:
         key = ctx.get_current_key()
-        out = self._worker(key).process(value)
         timers = ctx.timer_service()
+        worker = self._worker(key)
+        out = worker.process(value, _watermark(timers))
         if key not in self.end_armed:
             timers.register_event_time_timer(END_OF_TIME)
             self.end_armed.add(key)
         if key not in self.flush_armed:
             self._arm_flush(key, timers)
+        self._arm_due(key, worker, timers)
         yield from _emit(out)
 
     def _arm_flush(self, key: int, timers: Any) -> None:
@@ -116,19 +130,37 @@ class TrainFunction(KeyedProcessFunction):
         timers.register_processing_time_timer(int(time.time() * 1000) + max(interval_ms, 1))
         self.flush_armed.add(key)
 
+    def _arm_due(self, key: int, worker: Any, timers: Any) -> None:
+        """An event-time timer for when the watermark makes the hold's next batch due."""
+        due = worker.hold.next_due_ms()
+        if due is not None and self.due_armed.get(key) != due:
+            timers.register_event_time_timer(due)
+            self.due_armed[key] = due
+
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator:
         key = ctx.get_current_key()
         worker = self._worker(key)
-        if ctx.time_domain() == TimeDomain.EVENT_TIME:
+        timers = ctx.timer_service()
+        if ctx.time_domain() == TimeDomain.EVENT_TIME and timestamp == END_OF_TIME:
             out = worker.finish()
             if self.write_snapshot:
                 worker.save_snapshot(self.write_snapshot)
+        elif ctx.time_domain() == TimeDomain.EVENT_TIME:
+            self.due_armed.pop(key, None)
+            out = worker.on_timer(_watermark(timers))
+            self._arm_due(key, worker, timers)
         else:
             self.flush_armed.discard(key)
-            out = worker.on_timer()
+            out = worker.on_timer(_watermark(timers))
             if len(worker.hold):  # held examples must not wait for the next message
-                self._arm_flush(key, ctx.timer_service())
+                self._arm_flush(key, timers)
         yield from _emit(out)
+
+
+def _watermark(timers: Any) -> int | None:
+    """The operator's event-time watermark (None before the first one)."""
+    w = timers.current_watermark()
+    return None if w is None or w < 0 else int(w)
 
 
 def _import_numba() -> None:

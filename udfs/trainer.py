@@ -115,6 +115,9 @@ class Trainer:
         self.optimizer = keras.optimizers.Adam(model.dense_learning_rate)
         self.optimizer.build(self.model.trainable_variables)
         self.eval = ProgressiveEval(train.eval_window)
+        # The scores serving returned for these impressions (logged with them), against
+        # the same labels: what users were actually shown, whatever the training order.
+        self.served = ProgressiveEval(train.eval_window)
         self.ledger = Ledger()
         self.negative_rate = 1.0  # last seen sampling rate of negatives
         spec = [
@@ -176,8 +179,19 @@ class Trainer:
             loss += ls
         out = np.concatenate(logits) if logits else np.zeros(0, np.float32)
         self.eval.add(out, batch.label)
+        if batch.served_score is not None:
+            self._add_served(batch, offset)
         self.ledger.add(batch.request_id)
         return StepResult(out, loss)
+
+    def _add_served(self, batch: ExampleBatch, offset: float) -> None:
+        """Served probabilities as logits of the sampled stream (as the progressive
+        evaluation scores: ``+ offset``), for the examples that have one."""
+        served = batch.served_score
+        have = ~np.isnan(served)
+        if have.any():
+            p = np.clip(served[have], 1e-7, 1 - 1e-7)
+            self.served.add(np.log(p / (1 - p)) + offset, batch.label[have])
 
     def _step_rows(
         self,
@@ -237,6 +251,7 @@ class Trainer:
         for i, v in enumerate(self.optimizer.variables):
             out[f"opt/{i}"] = np.asarray(v.numpy())
         out.update({f"eval/{k}": v for k, v in self.eval.state().items()})
+        out.update({f"served/{k}": v for k, v in self.served.state().items()})
         out["ledger"] = np.array([self.ledger.examples, self.ledger.fingerprint], np.int64)
         out["negative_rate"] = np.array([self.negative_rate], np.float64)
         return out
@@ -248,6 +263,7 @@ class Trainer:
         for i, v in enumerate(self.optimizer.variables):
             v.assign(state[f"opt/{i}"])
         self.eval.load_state({k[5:]: v for k, v in state.items() if k.startswith("eval/")})
+        self.served.load_state({k[7:]: v for k, v in state.items() if k.startswith("served/")})
         examples, fingerprint = state["ledger"].tolist()
         self.ledger = Ledger(int(examples), int(fingerprint))
         self.negative_rate = float(state["negative_rate"][0])

@@ -28,29 +28,38 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShownRequest:
-    """One ranking request's shown items and their features."""
+    """One ranking request's shown items, their features and what they were scored."""
 
     request_id: str
     user_id: int
     ts: int  # milliseconds since the epoch
     user_slots: Mapping[str, Sequence[int]]
     items: Sequence[tuple[int, Mapping[str, Sequence[int]]]]  # (item_id, item slots)
+    scores: Sequence[float] = ()  # per item: the probability returned (before demotion)
+    model_seq: int | None = None  # the dense model's sequence number (trainer's, global)
+    table_version: int | None = None  # sparse updates applied to the serving tables
 
 
 def impression_dicts(req: ShownRequest) -> list[dict]:
-    """The :class:`Impression` JSON objects of a request: user and item slots merged.
+    """The :class:`Impression` JSON objects of a request: user and item slots merged,
+    and the served score and versions the joiner carries into each example.
 
-    >>> r = ShownRequest("r1", 3, 100, {"user_id": [3]}, [(7, {"item_id": [7]})])
-    >>> Impression.from_json(orjson.dumps(impression_dicts(r)[0])).slots
-    {'user_id': [3], 'item_id': [7]}
+    >>> r = ShownRequest("r1", 3, 100, {"user_id": [3]}, [(7, {"item_id": [7]})], [0.25], 4, 9)
+    >>> imp = Impression.from_json(orjson.dumps(impression_dicts(r)[0]))
+    >>> imp.slots, imp.served_score, imp.model_seq, imp.table_version
+    ({'user_id': [3], 'item_id': [7]}, 0.25, 4, 9)
     """
     out = []
-    for item_id, slots in req.items:
-        merged = {k: list(v) for k, v in req.user_slots.items()}
-        for k, v in slots.items():
-            merged[k] = merged.get(k, []) + list(v)
-        out.append({"v": SCHEMA_VERSION, "request_id": req.request_id, "item_id": item_id,
-                    "user_id": req.user_id, "ts": req.ts, "slots": merged})
+    for k, (item_id, slots) in enumerate(req.items):
+        merged = {n: list(v) for n, v in req.user_slots.items()}
+        for n, v in slots.items():
+            merged[n] = merged.get(n, []) + list(v)
+        imp = {"v": SCHEMA_VERSION, "request_id": req.request_id, "item_id": item_id,
+               "user_id": req.user_id, "ts": req.ts, "slots": merged}
+        if req.scores:
+            imp.update(served_score=float(req.scores[k]), model_seq=req.model_seq,
+                       table_version=req.table_version)
+        out.append(imp)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from freshet.config import Config, load_config
@@ -14,7 +15,7 @@ def test_children_get_the_demo_config_through_the_environment(tmp_path: Path) ->
     cfg = demo_config(Config(), "127.0.0.1:1", 1234, tmp_path)
     assert load_config(path=None, environ=config_env(cfg)) == cfg
     assert cfg.model.slots[0].name == "user_id" and len(cfg.model.slots) == 6
-    assert not cfg.serving.log_impressions
+    assert not cfg.serving.log_impressions and cfg.train.order == "event_time"
     assert [s.name for s in services(cfg, tmp_path)] == ["serve", "join", "train"]
 
 
@@ -39,7 +40,12 @@ def test_short_demo_runs_the_loop_and_writes_the_report(tmp_path: Path) -> None:
     assert code == 0
     text = report.read_text()
     assert "A ranking from the live server" in text and "| 10 |" in text
-    assert "| served AUC (" in text
+    # The served AUC from the scores logged with the impressions (joiner -> trainer ->
+    # metrics topic) agrees with the demo's own computation from its requests.
+    logged = re.search(r"served AUC, from the scores logged.*?\| \*\*([0-9.]+)\*\*", text)
+    own = re.search(r"computed by the demo from its own requests.*?\| ([0-9.]+) \|", text)
+    assert logged and own, text
+    assert abs(float(logged.group(1)) - float(own.group(1))) <= 0.005
     for png in ("demo_auc.png", "demo_freshness.png", "demo_tables.png"):
         assert (tmp_path / "demo" / png).stat().st_size > 1000
     logs = tmp_path / "demo" / "logs"

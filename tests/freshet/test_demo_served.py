@@ -1,7 +1,10 @@
-"""The demo's served AUC keeps only scores made before their impression was sent."""
+"""The demo's frontend: scores only ratings not yet sent, logs each with its impression,
+and computes their AUC."""
 
 from __future__ import annotations
 
+import itertools
+import threading
 from typing import Any
 
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 
 from freshet.data.movielens import Rating
 from freshet.demo_served import ServedScores
+from freshet.topics import Impression
 from ps.evaluation import auc
 
 
@@ -18,6 +22,11 @@ def _ratings(n: int, seed: int = 0) -> list[Rating]:
     return [Rating(int(u), i, int(rng.integers(1, 6)), 1000 * (i // 3),
                    {"user_id": [int(u)], "item_id": [i], "genre": [1], "age": [2]})
             for i, u in enumerate(users)]
+
+
+def _impressions(ratings: list[Rating]) -> list[Impression]:
+    return [Impression(f"ml-{i}", r.item_id, r.user_id, r.ts, r.slots)
+            for i, r in enumerate(ratings)]
 
 
 class Server:
@@ -31,52 +40,78 @@ class Server:
     def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
         assert set(body["user_slots"]) == {"user_id", "age"}  # item slots stay out
         assert all(set(c["slots"]) == {"item_id", "genre"} for c in body["candidates"])
+        assert body["shown"] == 0  # the server logs nothing: the frontend does
         user = body["user_id"]
         items = [c["item_id"] for c in body["candidates"]]
         self.asked += [(user, i) for i in items]
-        return {"items": [{"item_id": i, "score": self.stars[user, i] + self.rng.normal()}
-                          for i in items]}
+        return {"model_seq": 4, "table_version": len(self.asked), "items": [
+            {"item_id": i, "score": 1 / (1 + np.exp(-(self.stars[user, i] - 3
+                                                      + self.rng.normal())))}
+            for i in items]}
 
 
-def test_scores_are_of_unsent_ratings_each_once_and_their_auc_is_exact() -> None:
+def test_each_scored_rating_is_logged_once_with_its_score_and_the_auc_is_exact() -> None:
     ratings = _ratings(3000)
     server = Server(ratings)
     served = ServedScores(ratings, ahead=20, per_poll=30)
-    marks = []
-    for sent in range(0, 3000, 90):  # the producer sends 90 ratings between polls
-        mark = ratings[sent].ts
-        marks.append(mark)
-        served.poll(server, lambda m=mark: m)
+    events = iter(served.annotate(_impressions(ratings)))
+    sent: list[Impression] = []
+    for _ in range(0, 3000, 90):  # the producer sends 90 ratings between polls
+        served.poll(server)
+        sent += list(itertools.islice(events, 90))
+    sent += list(events)
+    assert len(sent) == 3000 and served.unanswered == 0
     assert len(server.asked) == len(set(server.asked)) == served.scored > 900
-    assert served.overtaken == 0
-    by_key = {(r.user_id, r.item_id): r for r in ratings}
-    first_asked = [by_key[k] for k in server.asked]
-    # each poll's ratings are after the mark it saw, plus `ahead` ratings
-    per_poll = [first_asked[i:i + 30] for i in range(0, len(first_asked), 30)]
-    for mark, picked in zip(marks, per_poll, strict=False):
-        assert min(r.ts for r in picked) > mark
-    in_replay_order = sorted(server.asked, key=lambda k: k[1])  # item i is rating i
-    labels = np.array([int(by_key[k].positive) for k in in_replay_order])
-    scores = np.array(served.scores)
-    assert served.labels == labels.tolist()
+    logged = [(e.served_score, ratings[int(e.request_id[3:])]) for e in sent
+              if e.served_score is not None]
+    assert len(logged) == served.scored and all(e.model_seq == 4 for e in sent if e.model_seq)
+    scores = np.array([s for s, _ in logged])
+    labels = np.array([int(r.positive) for _, r in logged])
     assert served.auc() == pytest.approx(auc(scores, labels))
+    assert served.labels == labels.tolist()
     assert 0.7 < served.auc() < 1.0  # the stand-in's scores follow the stars
 
 
-def test_a_poll_overtaken_by_the_producer_keeps_nothing() -> None:
-    ratings = _ratings(100)
-    served = ServedScores(ratings, ahead=0, per_poll=10)
-    marks = iter([-1, ratings[0].ts])  # the first impression went out meanwhile
-    assert served.poll(Server(ratings), lambda: next(marks)) == 0
-    assert (served.scored, served.overtaken, served.auc()) == (0, 10, None)
-    assert served.poll(Server(ratings), lambda: ratings[0].ts) == 10  # moves on
+def test_a_poll_always_claims_ratings_the_producer_has_not_reached() -> None:
+    ratings = _ratings(600)
+    server = Server(ratings)
+    served = ServedScores(ratings, ahead=5, per_poll=10)
+    events = iter(served.annotate(_impressions(ratings)))
+    for _ in range(40):
+        before = served.position
+        assert served.poll(server) == 10
+        assert served.next - 10 >= before + 5  # the first claimed is ahead of the producer
+        next(events)
 
 
-def test_a_refused_request_keeps_nothing() -> None:
+def test_a_score_that_comes_back_after_its_impression_went_is_dropped() -> None:
+    ratings = _ratings(100)
+    served = ServedScores(ratings, ahead=0, per_poll=10, wait_s=0.05)
+    events = served.annotate(_impressions(ratings))
+    slow = threading.Event()
+
+    def late_server(body: dict[str, Any]) -> dict[str, Any]:
+        slow.wait(5)  # the producer gives up waiting meanwhile
+        return Server(ratings)(body)
+
+    poller = threading.Thread(target=served.poll, args=(late_server,))
+    poller.start()
+    while not served.claimed:
+        pass
+    sent = [next(iter(events)) for _ in range(10)]  # waits 0.05 s each, then sends
+    slow.set()
+    poller.join()
+    assert all(e.served_score is None for e in sent)
+    assert served.scored == 0 and served.unanswered == 10 and served.auc() is None
+
+
+def test_a_refused_request_keeps_nothing_and_is_not_asked_again() -> None:
     ratings = _ratings(100)
     served = ServedScores(ratings, ahead=0, per_poll=10)
-    assert served.poll(lambda body: None, lambda: None) == 0
-    assert served.scored == 0 and served.next == 10  # not asked again
+    assert served.poll(lambda body: None) == 0
+    assert served.scored == 0 and served.next == 10 and not served.claimed
+    assert all(e.served_score is None for e in served.annotate(_impressions(ratings[:10])))
+    assert served.unanswered == 0
 
 
 def test_the_replay_must_be_in_timestamp_order() -> None:
@@ -92,9 +127,11 @@ def test_returning_users_are_those_with_a_rating_already_sent() -> None:
                                           "age": [1]})
                for i, (u, r) in enumerate(zip(users, stars, strict=True))]
     served = ServedScores(ratings, ahead=0, per_poll=8)
-    assert served.poll(Server(ratings), lambda: ratings[2].ts) == 8  # 0-2 sent: score 3-10
+    events = iter(served.annotate(_impressions(ratings)))
+    for _ in range(3):  # ratings 0-2 sent
+        next(events)
+    assert served.poll(Server(ratings)) == 8  # scores 3-10
     # users 6 4 6 4 1 2 5 5: only 1 and 2 were sent before (6 first comes in this poll)
     assert served.returning == [False, False, False, False, True, True, False, False]
     assert served.auc(returning=True) == 1.0  # user 1's 5 stars above user 2's 1
     assert served.auc(returning=False) is None  # the new users' ratings are all negatives
-    assert served.auc() == 1.0

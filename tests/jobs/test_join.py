@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from freshet import kafka
 from freshet.config import Config
-from freshet.topics import ExampleBatch
+from freshet.topics import SERVED_FIELDS, ExampleBatch
 from jobs.join import Bounds, keeps_negative, run
 
 T = 1_700_000_000_000  # event-time origin, ms
@@ -35,19 +35,22 @@ class Stream:
     # (request_id, item_id) -> (label, first matching action or None)
     expected: dict[tuple[str, int], tuple[int, str | None]] = field(default_factory=dict)
     slots: dict[tuple[str, int], dict[str, list[int]]] = field(default_factory=dict)
+    served: dict[tuple[str, int], dict[str, float | int]] = field(default_factory=dict)
     dead: Counter[str] = field(default_factory=Counter)  # reason prefix -> count
     # Late beyond the watermark: a positive or an unmatched action, depending on how
     # far the impressions' source had read when the action arrived (checked apart).
     racy: tuple[str, int] | None = None
 
     def impression(self, rid: str, item: int, ts: int, slots: dict[str, list[int]] | None = None,
-                   label: int = 0, action: str | None = None, raw: bytes | None = None) -> None:
+                   label: int = 0, action: str | None = None, raw: bytes | None = None,
+                   served: dict[str, float | int] | None = None) -> None:
         slots = {"user_id": [item % 7], "item_id": [item]} if slots is None else slots
         body = {"v": 1, "request_id": rid, "item_id": item, "user_id": item % 7, "ts": ts,
-                "slots": slots}
+                "slots": slots, **(served or {})}
         self.features.append((raw or json.dumps(body).encode(), ts))
         self.expected[(rid, item)] = (label, action)
         self.slots[(rid, item)] = slots
+        self.served[(rid, item)] = {k: v for k, v in (served or {}).items() if v is not None}
 
     def action(self, rid: str, item: int, ts: int, kind: str = "click") -> None:
         body = {"v": 1, "request_id": rid, "item_id": item, "user_id": item % 7, "ts": ts,
@@ -59,13 +62,16 @@ def generate() -> Stream:
     s = Stream()
     t = T
     # Plain negatives and positives, interleaved (request ids spread over partitions).
+    # Every third was scored by serving, which logged its score and model versions.
     for k in range(40):
         rid, ts = f"r{k}", t + k * 500
+        served = ({"served_score": k / 64, "model_seq": k, "table_version": 3 * k} if k % 3
+                  else {"served_score": None} if k % 2 else None)
         if k % 2:
-            s.impression(rid, k, ts, label=1, action="click")
+            s.impression(rid, k, ts, label=1, action="click", served=served)
             s.action(rid, k, ts + 3_000)
         else:
-            s.impression(rid, k, ts)
+            s.impression(rid, k, ts, served=served)
     t += 40 * 500
     # Several actions on one impression: one example, labelled by the first match.
     s.impression("multi", 1, t, label=1, action="click")
@@ -119,6 +125,10 @@ def generate() -> Stream:
         b'{"request_id":"b","item_id":7,"user_id":1,"ts":1,"slots":[1]}': "slots",
         b'{"request_id":"b","item_id":7,"user_id":1,"ts":1,"slots":{"a":["1"]}}': "slots",
         b'{"v":2,"request_id":"b","item_id":7,"user_id":1,"ts":1,"slots":{}}': "v",
+        b'{"request_id":"b","item_id":7,"user_id":1,"ts":1,"slots":{},"served_score":1.5}':
+            "served_score",
+        b'{"request_id":"b","item_id":7,"user_id":1,"ts":1,"slots":{},"model_seq":"3"}':
+            "model_seq",
     }
     for raw, reason in bad_features.items():
         body = raw.replace(b'"ts":1', f'"ts":{t}'.encode())
@@ -194,6 +204,7 @@ def test_join_emits_every_known_outcome(cfg: Config) -> None:
         assert [a for a in ("click", "like", "finish") if r[a]] == ([action] if action else [])
         assert r["sample_rate"] == (1.0 if label else RATE), key
         assert r["slots"] == s.slots[key], key
+        assert {k: r[k] for k in SERVED_FIELDS if k in r} == s.served[key], key
         assert r["ts"] >= T and r["user_id"] == key[1] % 7
     assert got == {}, f"unexpected examples: {sorted(got)[:5]}"
 

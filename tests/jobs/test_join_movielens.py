@@ -31,10 +31,20 @@ def test_movielens_replay_gives_exact_positives_and_negatives(cfg: Config) -> No
     run(cfg, Bounds(stop=stop))
 
     labels: dict[str, int] = {}
+    decided: dict[int, int] = {}  # partition -> the highest message timestamp so far
+    behind = 0
     for m in kafka.read(cfg, cfg.topics.name("examples"), idle_s=2.0):
-        for r in json.loads(m.value())["examples"]:
+        rows = json.loads(m.value())["examples"]
+        for r in rows:
             assert r["request_id"] not in labels, f"{r['request_id']} emitted twice"
             labels[r["request_id"]] = r["label"]
+        # A message's timestamp says the joiner had emitted every example up to it, so
+        # no later message of the partition may hold one at or before it (udfs/hold.py).
+        p, stamp = m.partition(), m.timestamp()[1]
+        behind += sum(r["ts"] <= decided.get(p, -1) for r in rows)
+        decided[p] = max(decided.get(p, -1), stamp)
+    assert behind == 0, f"{behind} examples came after their event time was stamped decided"
+    assert max(decided.values()) > 0
     positives = {e.request_id for e in movielens.events() if e.topic == "actions"}
     assert sum(labels.values()) == expected_pos
     assert len(labels) - sum(labels.values()) == expected_neg

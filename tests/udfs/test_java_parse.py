@@ -43,12 +43,20 @@ def _object(payload: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def expected(kind: str, payload: bytes) -> tuple[Any, ...]:
-    """The row the function must return: (reason, request_id, item_id, user_id, ts, last).
+SERVED = ("served_score", "model_seq", "table_version")
 
-    ``last`` is the slots (parsed back from the function's JSON) or the action.
+
+def _probability(v: object) -> bool:
+    return type(v) in (int, float) and 0.0 <= v <= 1.0
+
+
+def expected(kind: str, payload: bytes) -> tuple[Any, ...]:
+    """The row the function must return: (reason, request_id, item_id, user_id, ts, more).
+
+    ``more`` is the slots (parsed back from the function's JSON) and what serving scored
+    the impression with, or the action.
     """
-    nulls = (None,) * 5
+    nulls = (None,) * (8 if kind == "I" else 5)
     obj = _object(payload)
     if obj is None:
         return ("not a JSON object", *nulls)
@@ -65,7 +73,14 @@ def expected(kind: str, payload: bytes) -> tuple[Any, ...]:
         if not (isinstance(slots, dict) and all(
                 isinstance(ids, list) and all(_int64(i) for i in ids) for ids in slots.values())):
             return ("slots: missing, or not an object of integer ID lists", *nulls)
-        return (None, *fields, slots)
+        served = [obj.get(n) for n in SERVED]
+        if served[0] is not None and not _probability(served[0]):
+            return ("served_score: not a number in [0, 1]", *nulls)
+        for name, v in zip(SERVED[1:], served[1:], strict=True):
+            if v is not None and not (_int64(v) and v >= 0):
+                return (f"{name}: not a non-negative 64-bit integer", *nulls)
+        score = None if served[0] is None else float(served[0])
+        return (None, *fields, slots, score, *served[1:])
     if obj.get("action") not in ACTION_TYPES:
         return (f"action: missing or not one of {'/'.join(ACTION_TYPES)}", *nulls)
     return (None, *fields, obj["action"])
@@ -96,10 +111,14 @@ def run(driver: list[str], cases: list[tuple[str, bytes]]) -> list[tuple[Any, ..
             return None if x == "-" else base64.b64decode(x).decode("utf-8", "surrogatepass")
 
         last = text(f[5])
-        if kind == "I" and last is not None:
-            last = json.loads(last)  # the function's compact JSON, compared as a value
+        served: tuple[Any, ...] = ()
+        if kind == "I":
+            if last is not None:
+                last = json.loads(last)  # the function's compact JSON, compared as a value
+            served = (None if f[6] == "-" else float(f[6]),
+                      *(None if x == "-" else int(x) for x in f[7:9]))
         rows.append((text(f[0]), text(f[1]),
-                     *(None if x == "-" else int(x) for x in f[2:5]), last))
+                     *(None if x == "-" else int(x) for x in f[2:5]), last, *served))
     return rows
 
 
@@ -144,6 +163,12 @@ def test_hand_picked_records(driver: list[str]) -> None:
         ("I", dumps({**IMP, "v": True})),
         ("I", dumps({**IMP, "ts": True})), ("I", dumps({**IMP, "ts": 1e3})),
         ("I", dumps({**IMP, "ts": "1"})), ("I", dumps({k: v for k, v in IMP.items() if k != "v"})),
+        ("I", dumps({**IMP, "served_score": 0.25, "model_seq": 3, "table_version": 7})),
+        ("I", dumps({**IMP, "served_score": 1, "model_seq": None})),
+        ("I", dumps({**IMP, "served_score": 1.5})), ("I", dumps({**IMP, "served_score": "0.5"})),
+        ("I", dumps({**IMP, "served_score": -0.0})),
+        ("I", b'{"served_score":1e400,' + dumps(IMP)[1:]),
+        ("I", dumps({**IMP, "model_seq": -1})), ("I", dumps({**IMP, "table_version": 2.0})),
         ("I", dumps({**IMP, "slots": []})), ("I", dumps({**IMP, "slots": {"a": 1}})),
         ("I", dumps({**IMP, "slots": {"a": [True]}})), ("I", dumps({**IMP, "slots": {}})),
         ("A", dumps({**ACT, "action": "wink"})), ("A", dumps({**ACT, "action": 1})),
@@ -182,6 +207,9 @@ _record = st.fixed_dictionaries(
             _json_value,
         ),
         "action": st.one_of(st.sampled_from([*ACTION_TYPES, "wink"]), _json_value),
+        "served_score": st.one_of(st.floats(-0.5, 1.5), st.sampled_from([0, 1, None]),
+                                  _json_value),
+        "model_seq": _id, "table_version": _id,
         "extra": _json_value,
     },
 )

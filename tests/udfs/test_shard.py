@@ -99,7 +99,11 @@ def test_each_sparse_delta_holds_exactly_the_rows_that_changed(streams: SimpleNa
     for m in streams.messages(streams.examples(600, seed=2), size=100):
         out = w.process(m)
         updates = [u for _, v in out.params if (u := asm.feed(v)) is not None]
-        assert len(updates) == 1 and updates[0].meta.kind == "sparse"
+        kinds = [u.meta.kind for u in updates]
+        # The first sparse sync carries the first dense model too (a fresh deployment
+        # serves at once); later ones wait for dense_sync_interval_s.
+        assert kinds == (["sparse", "dense"] if syncs == 0 else ["sparse"])
+        updates = updates[:1]
         split += len(out.params) > 1  # 4 KiB parts: big updates are split, then reassembled
         after = table_rows(w.trainer.tables)
         changed = {k for k, v in after.items() if k not in before or not np.array_equal(
@@ -187,7 +191,7 @@ def test_expired_rows_are_deleted_in_state_and_on_the_params_topic(
     for m in streams.messages(early + late, size=100):
         for _, v in w.process(m).params:
             u = asm.feed(v)
-            if u is not None:
+            if u is not None and u.meta.kind == "sparse":
                 rows = u.payload
                 flags = rows.column("deleted").to_pylist()
                 deleted |= {i for i, d in zip(rows.column("id").to_pylist(), flags, strict=True)
@@ -198,65 +202,139 @@ def test_expired_rows_are_deleted_in_state_and_on_the_params_topic(
     assert table_rows(restored.trainer.tables).keys() == table_rows(w.trainer.tables).keys()
 
 
-def hold_cfg(streams: SimpleNamespace, hold_s: float) -> Config:
+def event_cfg(streams: SimpleNamespace, max_hold_s: float = 0.0) -> Config:
     cfg = make_cfg(streams, sync_s=1e9)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                              hold_for_negatives_s=hold_s))
+    return dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, order="event_time", max_hold_s=max_hold_s))
 
 
-def test_held_examples_train_in_event_time_order_once_negatives_as_late_arrive(
+def in_key_order(exs: list) -> list:
+    from udfs.hold import event_key
+
+    return sorted(exs, key=lambda e: event_key(e.to_dict()))
+
+
+def trained_in_order(streams: SimpleNamespace, exs: list, step: int = 16) -> ShardWorker:
+    """A shard that was given ``exs`` one micro-batch per message, in event-time order."""
+    plain = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
+    for m in streams.messages(in_key_order(exs), size=step):
+        plain.process(m)
+    return plain
+
+
+def assert_same_model(a: ShardWorker, b: ShardWorker) -> None:
+    """Same examples, weights, rows and cumulative figures (the current evaluation
+    window closes wherever a call ends, so its counts are left out)."""
+    assert a.trainer.ledger == b.trainer.ledger
+    mine = a.trainer.dense_state()
+    for k, v in b.trainer.dense_state().items():
+        if k == "eval/scalars":  # loss, count, window loss, window count
+            np.testing.assert_array_equal(mine[k][:2], v[:2], err_msg=k)
+        elif not k.startswith("eval/w_"):
+            np.testing.assert_array_equal(mine[k], v, err_msg=k)
+    assert_same_rows(a.trainer.tables, b.trainer.tables)
+
+
+def test_event_time_order_trains_what_the_watermark_passed_in_key_order(
         streams: SimpleNamespace) -> None:
     # As the joiner emits them: a period's positives first, its negatives later.
     exs = streams.examples(600, seed=3)
     pos, neg = [e for e in exs if e.label], [e for e in exs if not e.label]
-    held = ShardWorker(hold_cfg(streams, 60.0), 0, MemoryState())
+    held = ShardWorker(event_cfg(streams), 0, MemoryState())
     half = len(pos) // 2
-    for part in (pos[half:], pos[:half]):  # out of event-time order
-        held.process(streams.messages(part, size=len(part))[0])
+    for part in (pos[half:], pos[:half]):  # out of event-time order, no watermark yet
+        held.process(streams.messages(part, size=len(part))[0], watermark_ms=None)
     assert held.trainer.ledger.examples == 0 and len(held.hold) == len(pos)
-    closing = neg[210:]  # a later message of negatives
-    held.process(streams.messages(closing, size=len(closing))[0])
-    frontier = closing[0].ts  # the message's earliest negative
-    due = sorted((e for e in pos + closing if e.ts <= frontier), key=lambda e: e.ts)
-    assert len(due) % 16 and due[-1].ts > pos[half].ts  # both messages' positives
-    due = due[: len(due) - len(due) % 16]  # whole micro-batches only
-    assert held.trainer.ledger.examples == len(due)
-    assert len(held.hold) == len(pos) + len(closing) - len(due)
-    # the same as training those examples in one message in event-time order
-    plain = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
-    plain.process(streams.messages(due, size=len(due))[0])
-    assert held.trainer.ledger == plain.trainer.ledger
-    for k, v in plain.trainer.dense_state().items():
-        np.testing.assert_array_equal(held.trainer.dense_state()[k], v, err_msg=k)
-    assert_same_rows(held.trainer.tables, plain.trainer.tables)
+    frontier = neg[210].ts  # the joiner has decided up to here
+    held.process(streams.messages(neg, size=len(neg))[0], watermark_ms=frontier)
+    due = [e for e in exs if e.ts <= frontier]
+    whole = len(due) - len(due) % 16
+    assert len(due) % 16 and held.trainer.ledger.examples == whole  # whole micro-batches
+    assert len(held.hold) == len(exs) - whole
+    assert_same_model(held, trained_in_order(streams, in_key_order(due)[:whole]))
+    held.finish()  # end of input: the rest, in order
+    assert_same_model(held, trained_in_order(streams, exs))
+    assert held.hold.late == 0
+
+
+def test_the_progressive_figure_does_not_depend_on_the_arrival_order(
+        streams: SimpleNamespace) -> None:
+    """A planted label order (every positive first) changes the arrival-order figure but
+    not the event-time one, which equals training in event-time order."""
+    exs = streams.examples(1200, seed=8)
+    planted = [e for e in exs if e.label] + [e for e in exs if not e.label]
+
+    def final_auc(cfg: Config, order: list) -> float:
+        w = ShardWorker(cfg, 0, MemoryState())
+        for m in streams.messages(order, size=100):
+            w.process(m, watermark_ms=None)  # the watermark only passes at the end
+        out = w.finish()
+        (auc,) = [json.loads(m)["value"] for m in out.metrics
+                  if '"progressive_auc"' in m and '"final":"true"' in m]
+        return auc
+
+    event_time = final_auc(event_cfg(streams), planted)
+    assert event_time == pytest.approx(final_auc(event_cfg(streams), exs), abs=1e-9)
+    assert event_time == pytest.approx(trained_in_order(streams, exs).trainer.eval.auc(),
+                                       abs=1e-9)
+    arrival = final_auc(make_cfg(streams, sync_s=1e9), planted)
+    assert arrival > event_time + 0.05  # what the order alone is worth on this stream
+
+
+def test_late_examples_are_trained_at_once_and_counted(streams: SimpleNamespace) -> None:
+    exs = in_key_order(streams.examples(96, seed=2))
+    w = ShardWorker(event_cfg(streams), 0, MemoryState())
+    w.process(streams.messages(exs[32:], size=64)[0], watermark_ms=exs[-1].ts)
+    assert w.trainer.ledger.examples == 64
+    w.process(streams.messages(exs[:32], size=32)[0], watermark_ms=exs[-1].ts)  # behind it
+    assert w.trainer.ledger.examples == 96 and w.hold.late == 32
+    late = [json.loads(m) for m in w.finish().metrics if '"late_examples"' in m]
+    assert late and late[-1]["value"] == 32
 
 
 def test_held_examples_survive_a_restore_and_are_trained_once(
         streams: SimpleNamespace) -> None:
     exs = streams.examples(900, seed=4)
-    cfg = hold_cfg(streams, 60.0)
-    msgs = streams.messages([e for e in exs if e.label], size=100) + streams.messages(
-        [e for e in exs if not e.label], size=100)
+    cfg = event_cfg(streams)
+    positives = streams.messages([e for e in exs if e.label], size=100)
+    negatives = [e for e in in_key_order(exs) if not e.label]
+    # The positives first; then the negatives, each message with the joiner's frontier:
+    # every example before the next message's first negative has arrived.
+    feed = [(m, None) for m in positives] + [
+        (streams.messages(negatives[a:a + 50], size=50)[0],
+         negatives[a + 50].ts - 1 if a + 50 < len(negatives) else None)
+        for a in range(0, len(negatives), 50)]
     state = MemoryState()
     a = ShardWorker(cfg, 0, state)
-    for m in msgs[:4]:
-        a.process(m)
-    assert len(a.hold) > 0
+    for m, frontier in feed[:len(positives) + 4]:
+        a.process(m, watermark_ms=frontier)
+    assert a.trainer.ledger.examples > 0 and len(a.hold) > 0
     b = ShardWorker(cfg, 0, copy.deepcopy(state))  # killed here, restarted from state
-    assert len(b.hold) == len(a.hold) and b.hold.frontier == a.hold.frontier
-    for m in msgs[4:]:
-        b.process(m)
+    assert len(b.hold) == len(a.hold) and b.hold.last_key == a.hold.last_key
+    for m, frontier in feed[len(positives) + 4:]:
+        b.process(m, watermark_ms=frontier)
     b.finish()  # end of input: what is still held is trained too
-    assert len(b.hold) == 0
-    everything = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
-    everything.process(streams.messages(exs, size=len(exs))[0])
-    assert b.trainer.ledger == everything.trainer.ledger  # each example once
+    assert len(b.hold) == 0 and b.hold.late == 0
+    assert_same_model(b, trained_in_order(streams, exs))  # each example once, in order
+
+
+def test_the_held_list_is_rewritten_once_mostly_trained(streams: SimpleNamespace) -> None:
+    exs = in_key_order(streams.examples(9000, seed=6))
+    state = MemoryState()
+    w = ShardWorker(event_cfg(streams), 0, state)
+    for m in streams.messages(exs, size=100):
+        w.process(m, watermark_ms=json.loads(m)["examples"][-1]["ts"] - 50_000)
+    stored = sum(len(json.loads(b)["examples"]) for b in state.held_blobs)
+    assert stored <= 2 * len(w.hold) + 4096 + 100 and stored < len(exs)
+    again = ShardWorker(event_cfg(streams), 0, copy.deepcopy(state))
+    assert sorted(r["request_id"] for r in again.hold.rows()) == sorted(
+        r["request_id"] for r in w.hold.rows())
 
 
 def test_examples_held_too_long_are_trained_on_the_timer(streams: SimpleNamespace) -> None:
     import time
 
-    w = ShardWorker(hold_cfg(streams, 0.05), 0, MemoryState())
+    w = ShardWorker(event_cfg(streams, max_hold_s=0.05), 0, MemoryState())
     positives = [e for e in streams.examples(200, seed=5) if e.label]
     w.process(streams.messages(positives, size=len(positives))[0])
     assert w.trainer.ledger.examples == 0

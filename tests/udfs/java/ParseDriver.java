@@ -54,8 +54,10 @@ public final class ParseDriver {
                 }
                 if (r.isNullAt(k)) {
                     out.append('-');
-                } else if (k >= 2 && k <= 4) {
+                } else if ((k >= 2 && k <= 4) || k >= 7) {
                     out.append(r.getLong(k));
+                } else if (k == 6) {
+                    out.append(r.getDouble(k));
                 } else {
                     out.append(B64.encodeToString(r.getString(k).toBytes()));
                 }

@@ -1,5 +1,6 @@
 package io.freshet.udf;
 
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import org.apache.flink.table.data.GenericRowData;
 import org.apache.flink.table.data.RowData;
@@ -34,22 +35,75 @@ final class Record {
         this.fields = fields;
     }
 
-    /** The common fields then {@code last} (at index {@code COMMON.length}), for a scan. */
-    static Json.Fields fields(String last) {
-        String[] names = Arrays.copyOf(COMMON, COMMON.length + 1);
-        names[COMMON.length] = last;
+    /** The common fields then {@code more} (from index {@code COMMON.length}), for a scan. */
+    static Json.Fields fields(String... more) {
+        String[] names = Arrays.copyOf(COMMON, COMMON.length + more.length);
+        System.arraycopy(more, 0, names, COMMON.length, more.length);
         return new Json.Fields(names);
     }
 
     /**
      * A parse function's output row: {@code (reason, request_id, item_id, user_id, ts,
-     * last)}, with only the reason set when the record is invalid.
+     * more...)}, with only the reason set when the record is invalid.
      */
-    RowData row(Object last) {
+    RowData row(Object... more) {
+        GenericRowData row = new GenericRowData(COMMON.length + more.length);
         if (reason != null) {
-            return GenericRowData.of(StringData.fromString(reason), null, null, null, null, null);
+            row.setField(0, StringData.fromString(reason));
+            return row;
         }
-        return GenericRowData.of(null, requestId, itemId, userId, ts, last);
+        row.setField(1, requestId);
+        row.setField(2, itemId);
+        row.setField(3, userId);
+        row.setField(4, ts);
+        for (int k = 0; k < more.length; k++) {
+            row.setField(COMMON.length + k, more[k]);
+        }
+        return row;
+    }
+
+    /**
+     * Optional field {@code k} as a 64-bit integer: null when absent or JSON null; else
+     * the value, or the reason set when it is not a non-negative 64-bit integer.
+     */
+    Long optionalCount(int k, String name) {
+        if (reason != null || !fields.has(k) || isNull(k)) {
+            return null;
+        }
+        Long v = Json.int64(bytes, fields.start[k], fields.end[k]);
+        if (v == null || v < 0) {
+            reason = name + ": not a non-negative 64-bit integer";
+        }
+        return v;
+    }
+
+    /**
+     * Optional field {@code k} as a probability: null when absent or JSON null; else the
+     * value, or the reason set when it is not a number in [0, 1].
+     */
+    Double optionalProbability(int k, String name) {
+        if (reason != null || !fields.has(k) || isNull(k)) {
+            return null;
+        }
+        int s = fields.start[k];
+        int e = fields.end[k];
+        Double v = null;
+        if (b(s) == '-' || (b(s) >= '0' && b(s) <= '9')) { // a number (already scanned)
+            v = Double.parseDouble(new String(bytes, s, e - s, StandardCharsets.US_ASCII));
+        }
+        if (v == null || !(v >= 0.0 && v <= 1.0)) {
+            reason = name + ": not a number in [0, 1]";
+            return null;
+        }
+        return v;
+    }
+
+    private boolean isNull(int k) {
+        return fields.end[k] - fields.start[k] == 4 && b(fields.start[k]) == 'n';
+    }
+
+    private byte b(int i) {
+        return bytes[i];
     }
 
     /** Scans {@code payload} and checks the common fields; {@code reason} is null if valid. */

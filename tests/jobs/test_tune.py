@@ -1,0 +1,47 @@
+"""``freshet tune`` on a stream nobody tuned for: the synthetic one (new IDs, a shift)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.streams import synthetic_examples
+from freshet import cli, kafka
+from freshet.config import Config, load_config
+from freshet.demo import config_env
+from freshet.produce.synthetic import SyntheticSpec
+from freshet.topics import encode_examples
+from jobs.tune import Setting, evaluate, range_rows
+
+
+def test_tune_writes_settings_at_least_as_good_as_the_defaults(
+        cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    exs = synthetic_examples(SyntheticSpec(impressions=6000, seed=3, start_ms=1_700_000_000_000))
+    p = kafka.producer(cfg)
+    for a in range(0, len(exs), 500):  # out of event-time order inside the topic
+        chunk = exs[a:a + 500][::-1]
+        p.produce(cfg.topics.name("examples"), encode_examples(chunk), timestamp=chunk[0].ts)
+    assert p.flush(30) == 0
+    for k, v in config_env(cfg).items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "tuned.toml"
+    assert cli.main(["--config", "/nonexistent.toml", "tune", "--out", str(out),
+                     "--sparse-lr", "0.02,0.3", "--first-order-scale", "1,5",
+                     "--dense-lr", "0.001", "--micro-batch", "32"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed.strip().splitlines()[-1])
+    assert printed.count(" | ") == 1 + 5  # the header and five settings: defaults + 2 x 2
+
+    rows = range_rows(cfg, None, None)
+    assert len(rows) == len(exs) and [r["ts"] for r in rows] == sorted(e.ts for e in exs)
+    defaults = evaluate(cfg, rows)["auc"]  # the test's config is the defaults' model
+    assert result["current_auc"] == pytest.approx(defaults, abs=1e-4)
+    assert result["auc"] >= defaults
+    tuned = load_config(out, environ={})  # the written file is a config freshet reads
+    assert Setting.of(tuned) == Setting(**result["best"])
+    rerun = dataclasses.replace(cfg, model=tuned.model, train=tuned.train)
+    assert evaluate(rerun, rows)["auc"] == pytest.approx(result["auc"], abs=1e-4)
