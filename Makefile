@@ -7,7 +7,7 @@ STAMP := $(VENV)/.freshet-installed
 .PHONY: install demo test test-slow lint bench clean
 
 # scripts/install.sh is the one install script (docker/Dockerfile runs it too).
-$(STAMP): requirements/lock.txt pyproject.toml scripts/install.sh
+$(STAMP): requirements/lock.txt pyproject.toml scripts/install.sh jvm/pom.xml jvm/broker/pom.xml jvm/flink/pom.xml
 	PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
 	@touch $(STAMP)
 

@@ -230,7 +230,7 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="freshet-bench-fresh-"))
-    with EmbeddedBroker(log_path=work / "tansu.log") as b:
+    with EmbeddedBroker(log_path=work / "kafka.log") as b:
         port = free_port()
         cfg = config(b.bootstrap, work, port, args.sparse_sync_s)
         create_topics(cfg)

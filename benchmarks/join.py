@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     base = load_config(path=None)  # FRESHET__... variables still apply
     with (
         tempfile.TemporaryDirectory(prefix="freshet-bench-") as tmp,
-        EmbeddedBroker(log_path=Path(tmp) / "tansu.log") as broker,
+        EmbeddedBroker(log_path=Path(tmp) / "kafka.log") as broker,
     ):
         cfg = dataclasses.replace(
             base,

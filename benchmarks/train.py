@@ -58,7 +58,7 @@ def produce(cfg: Config, messages: list[tuple[int, bytes]]) -> dict[int, int]:
         p.produce(topic, value, partition=0, timestamp=ts)
         p.poll(0)
     assert p.flush(30) == 0
-    return kafka.end_offsets(cfg, topic, idle_s=1.0)
+    return kafka.end_offsets(cfg, topic)
 
 
 def run_flink(cfg: Config, stop: dict[int, int]) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["auc_popularity"] = popularity_auc(payloads)
 
     runs = {}
-    with EmbeddedBroker(log_path=work / "tansu.log") as broker:
+    with EmbeddedBroker(log_path=work / "kafka.log") as broker:
         for p in [int(x) for x in args.parallelism.split(",")]:
             c = dataclasses.replace(
                 cfg,

@@ -15,18 +15,22 @@ if TYPE_CHECKING:
 
 
 def cmd_broker(cfg: Config, args: argparse.Namespace) -> int:
-    from freshet.broker import EmbeddedBroker, clear_state, write_state
+    from freshet.broker import BrokerError, EmbeddedBroker, clear_state, write_state
 
     port = args.port if args.port is not None else cfg.broker.port
-    log = cfg.path("logs/tansu.log")
+    log = cfg.path("logs/kafka.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(host=cfg.broker.host, port=port, log_path=log).start()
+    data = cfg.path(cfg.broker.data_dir)
+    try:
+        broker = EmbeddedBroker(host=cfg.broker.host, port=port, log_path=log, data_dir=data,
+                                heap_mb=cfg.broker.heap_mb).start()
+    except BrokerError as e:
+        print(f"freshet broker: {e}", file=sys.stderr)
+        return 1
     write_state(cfg, broker)
-    print(
-        f"broker ready: bootstrap {broker.bootstrap} (memory storage: nothing survives a "
-        f"restart; log {log})",
-        flush=True,
-    )
+    print(f"broker ready: bootstrap {broker.bootstrap}, {broker.ready_s:.1f} s to start "
+          f"(Apache Kafka, one KRaft node; data in {data}, kept across restarts; log {log})",
+          flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -109,8 +113,16 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     guard = _guard(cfg, "join", ["features", "actions", "examples", "dead_letters"])
     guard.save()
     guard.start()
+    checkpoint = args.from_checkpoint
+    if checkpoint == "latest":
+        from freshet.flink import latest_checkpoint
+        from jobs.join import JOB_NAME
+
+        checkpoint = latest_checkpoint(cfg, JOB_NAME)
+        print(f"restoring {checkpoint}" if checkpoint else "no checkpoint to restore: "
+              "starting from the committed offsets", flush=True)
     with JoinWatch(cfg, starts["examples"], starts["dead_letters"]):
-        run(cfg, bounds)
+        run(cfg, bounds, from_checkpoint=checkpoint)
     guard.stop()
     outcome = join_outcome(cfg, starts["examples"], starts["dead_letters"])
     print(f"joined: {outcome.line()}", flush=True)
@@ -249,7 +261,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="freshet.toml", help="TOML config file (if it exists)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (tansu)")
+    b = sub.add_parser("broker", help="run the embedded Apache Kafka broker (data kept on disk)")
     b.add_argument("--port", type=int, default=None, help="default: config, else a free port")
     b.set_defaults(func=cmd_broker)
 
@@ -306,6 +318,8 @@ def parser() -> argparse.ArgumentParser:
     jn.add_argument(
         "--bounded", action="store_true", help="stop at the input topics' current ends (replay)"
     )
+    jn.add_argument("--from-checkpoint",
+                    help="restore a retained checkpoint of the joiner ('latest': its newest)")
     jn.add_argument(
         "--cluster", metavar="HOST:PORT", default="",
         help="submit to this Flink cluster's REST address (default: flink.cluster, else the "

@@ -49,20 +49,22 @@ class KafkaConfig:
     # Only for Flink's Java client, on top of `client`: its names differ for SASL and TLS
     # (sasl.jaas.config, ssl.truststore.*) and librdkafka rejects unknown keys.
     java_client: dict[str, str] = field(default_factory=dict)
-    # tansu's group join waits about session.timeout.ms / 2; 6 s keeps it near 3 s.
-    session_timeout_ms: int = 6000
 
 
 @dataclass(frozen=True)
 class BrokerConfig:
+    """The embedded Apache Kafka broker (``freshet broker``)."""
+
     host: str = "127.0.0.1"
-    port: int = 0  # 0: pick a free port
+    port: int = 0  # 0: the port of its last start on data_dir, else a free one
+    data_dir: str = "kafka"  # its log, under work_dir unless absolute; kept across restarts
+    heap_mb: int = 512
 
 
 @dataclass(frozen=True)
 class TopicsConfig:
     prefix: str = "freshet."
-    # Final partition counts: tansu cannot add partitions after creation.
+    # `freshet topics` creates topics with these and adds partitions when one has fewer.
     partitions: dict[str, int] = field(
         default_factory=lambda: {
             "features": 4,
@@ -112,6 +114,15 @@ class JoinerConfig:
     # How long (processing time) after an impression's window a redelivered copy of it
     # is still recognised as a duplicate; bounds the deduplication state (state TTL).
     dedupe_retention_s: float = 600.0
+    # "exactly_once": examples and dead letters are written in Kafka transactions that
+    # commit with each checkpoint, so a restored joiner never writes an example twice;
+    # readers see them once committed, up to checkpoint_interval_ms later.
+    # "at_least_once": written at once; after a failure some may be written again.
+    delivery: str = "exactly_once"
+    checkpoint_interval_ms: int = 1000  # the joiner's (exactly-once commits on it)
+
+    def __post_init__(self) -> None:
+        _one_of("joiner.delivery", self.delivery, ("exactly_once", "at_least_once"))
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def run_demo(cfg: Config, opts: DemoOptions | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     print(f"[demo] replaying {len(ratings):,} MovieLens ratings through broker, joiner, "
           f"trainer and server; logs in {logs}", flush=True)
-    with EmbeddedBroker(log_path=logs / "tansu.log") as broker:
+    with EmbeddedBroker(log_path=logs / "kafka.log") as broker:
         dcfg = demo_config(cfg, broker.bootstrap, free_port(), state)
         procs = services(dcfg, logs)
         tail = MetricsTail(dcfg)

@@ -15,14 +15,32 @@ from typing import TYPE_CHECKING
 
 from freshet.config import Config
 
+# Kafka aborts a transaction open longer than this; at most the broker's
+# transaction.max.timeout.ms (15 min by default). Flink's own default (1 h) is refused.
+TRANSACTION_TIMEOUT_MS = 600_000
+
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
 
-def flink_settings(cfg: Config) -> dict[str, str]:
-    """Flink configuration keys Freshet sets for every job (Flink 2.0 key names)."""
-    checkpoints = cfg.path(cfg.flink.checkpoint_dir).as_uri()
+def checkpoint_root(cfg: Config, job_name: str) -> Path:
+    """Where a job's checkpoints go: one directory per job, so that restoring the latest
+    of one job never picks another's."""
+    return cfg.path(cfg.flink.checkpoint_dir) / job_name
+
+
+def latest_checkpoint(cfg: Config, job_name: str) -> str | None:
+    """The newest completed checkpoint of ``job_name`` (any run of it), or None."""
+    done = [m.parent for m in checkpoint_root(cfg, job_name).glob("*/chk-*/_metadata")]
+    if not done:
+        return None
+    return str(max(done, key=lambda d: d.stat().st_mtime))
+
+
+def flink_settings(cfg: Config, job_name: str = "freshet") -> dict[str, str]:
+    """Flink configuration keys Freshet sets for every job (Flink 2.x key names)."""
+    checkpoints = checkpoint_root(cfg, job_name).as_uri()
     return {
         "parallelism.default": str(cfg.flink.parallelism),
         "state.backend.type": "rocksdb",
@@ -52,29 +70,6 @@ def _prepare_process(cfg: Config) -> None:
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))  # else logs go into site-packages
     # Local mode would run Python UDFs inside this driver process ("loopback").
     os.environ.setdefault("_python_worker_execution_mode", "process")
-    _patch_kafka_class_names()
-
-
-def _patch_kafka_class_names() -> None:
-    """PyFlink names the uber jar's shaded Kafka classes; we ship the thin jar.
-
-    Without this, explicit-offset initialisers fail with "Could not found the Java
-    class org.apache.flink.kafka.shaded...TopicPartition".
-    """
-    from pyflink.datastream.connectors import kafka
-    from pyflink.java_gateway import get_gateway
-
-    def topic_partition(self: kafka.KafkaTopicPartition) -> object:
-        return get_gateway().jvm.org.apache.kafka.common.TopicPartition(
-            self._topic, self._partition
-        )
-
-    def reset_strategy(self: kafka.KafkaOffsetResetStrategy) -> object:
-        j = get_gateway().jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy
-        return getattr(j, self.name)
-
-    kafka.KafkaTopicPartition._to_j_topic_partition = topic_partition
-    kafka.KafkaOffsetResetStrategy._to_j_offset_reset_strategy = reset_strategy
 
 
 def stream_environment(
@@ -88,16 +83,15 @@ def stream_environment(
     ``extra``: more Flink keys, e.g. ``{"execution.state-recovery.path": chk}`` to
     restore a job from a retained checkpoint.
     """
-    from freshet import connector
+    from freshet import jvm
 
-    if not connector.installed():
-        connector.install()
+    jvm.ensure()  # the Kafka connector and Freshet's jar, on the classpath before the JVM
     _prepare_process(cfg)
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
     conf = Configuration()
-    for k, v in flink_settings(cfg).items():
+    for k, v in flink_settings(cfg, job_name).items():
         conf.set_string(k, v)
     conf.set_string("pipeline.name", job_name)
     for k, v in (extra or {}).items():
@@ -131,8 +125,8 @@ def kafka_source(
     """A KafkaSource for a logical topic; ``start``/``stop`` are partition -> offset.
 
     Without ``start`` it resumes from the group's committed offsets, else the
-    earliest. ``stop`` makes it bounded (replay); give explicit offsets, since the
-    embedded broker's high watermark is wrong (stack.md).
+    earliest. ``stop`` makes it bounded (replay). It reads committed records only: the
+    joiner writes in transactions.
     """
     from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
     from pyflink.datastream.connectors.kafka import (
@@ -157,7 +151,7 @@ def kafka_source(
         .set_topics(name)
         .set_group_id(group)
         .set_value_only_deserializer(ByteArraySchema() if binary else SimpleStringSchema())
-        .set_property("session.timeout.ms", str(cfg.kafka.session_timeout_ms))
+        .set_property("isolation.level", "read_committed")
         .set_property("commit.offsets.on.checkpoint", "true")
     )
     for k, v in {**cfg.kafka.client, **cfg.kafka.java_client}.items():
@@ -173,9 +167,11 @@ def kafka_source(
     return builder.build()
 
 
-def kafka_sink(cfg: Config, topic: str, binary: bool = False) -> object:
-    """An at-least-once KafkaSink for a logical topic (the embedded broker's
-    transactions are unreliable, so consumers are idempotent instead)."""
+def kafka_sink(cfg: Config, topic: str, binary: bool = False, exactly_once_id: str = ""
+               ) -> object:
+    """A KafkaSink for a logical topic: at-least-once, or exactly-once in transactions
+    named after ``exactly_once_id`` (unique per job and sink) that commit with each
+    checkpoint."""
     from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
@@ -192,8 +188,13 @@ def kafka_sink(cfg: Config, topic: str, binary: bool = False) -> object:
             .set_value_serialization_schema(schema)
             .build()
         )
-        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     )
+    if exactly_once_id:
+        builder = (builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                   .set_transactional_id_prefix(exactly_once_id)
+                   .set_property("transaction.timeout.ms", str(TRANSACTION_TIMEOUT_MS)))
+    else:
+        builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
     for k, v in {**cfg.kafka.client, **cfg.kafka.java_client}.items():
         builder = builder.set_property(k, v)
     return builder.build()

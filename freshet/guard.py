@@ -1,10 +1,10 @@
-"""Notice when the broker lost a job's topics, instead of carrying on wrong.
+"""Notice when a job's topics were deleted or recreated, instead of carrying on wrong.
 
-The embedded broker keeps everything in memory: after its restart the topics are gone
-or recreated empty, and a running job's positions point past their end. Kafka clients
-do not report that (tansu answers a fetch beyond the end with nothing, not
-OFFSET_OUT_OF_RANGE), so a job would wait silently, then read a new topic from the
-middle once it grows past the old offsets, skipping records without a word.
+Kafka keeps topics across its restarts, but an operator can delete a topic and create
+it again (or point a job at a wiped broker) while a job runs. The job's positions then
+point past the new topic's end; with an ``auto.offset.reset`` of latest or none, or
+once the new topic grows past the old offsets, a job would read it from the middle,
+skipping records without a word.
 
 Every Kafka topic has an ID that a recreated topic does not share. :class:`TopicGuard`
 records the IDs of a job's topics when it starts, checks them every few seconds, and

@@ -118,8 +118,9 @@ def submit_replay(
     import json
     import time
 
-    from jobs.replay import MANIFEST, time_range
+    from jobs.replay import MANIFEST, replay_config, time_range
 
+    cfg = replay_config(cfg)
     r = time_range(cfg, from_ms, to_ms)
     snap = Path(snapshot_dir).resolve()
     snap.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ def submit_replay(
     manifest = {
         "model_id": cfg.model.model_id, "shards": cfg.train.parallelism,
         "from_ms": from_ms, "to_ms": to_ms, "start": r.start, "stop": r.stop,
-        "offsets_from": r.how, "messages": r.messages(), "seconds": time.monotonic() - t,
+        "messages": r.messages(), "seconds": time.monotonic() - t,
         "cluster": cluster, "job_id": done.job_id,
     }
     (snap / MANIFEST).write_text(json.dumps(manifest, indent=1))

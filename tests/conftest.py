@@ -20,7 +20,7 @@ from freshet.config import Config, load_config
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    log = tmp_path_factory.mktemp("broker") / "kafka.log"
     with EmbeddedBroker(log_path=log) as b:
         yield b
 

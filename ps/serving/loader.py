@@ -1,7 +1,7 @@
 """The loader: a thread that applies the ``params`` topic to a :class:`ServingState`.
 
 It reads every partition of the params topic by manual assignment (no consumer
-group: tansu's group join costs seconds, and the position lives in our snapshots),
+group: the position lives in our snapshots),
 reassembles parts with :class:`ps.delta.DeltaAssembler` (which drops re-deliveries
 by seq), and applies each complete update atomically: sparse rows into the tables,
 dense weights through the :class:`~ps.serving.gate.ValidationGate` and one
@@ -14,8 +14,8 @@ the safe points, the CRC32 of the record just before each, and the last applied
 seq per stream; a restarted loader restores the tables and resumes there, and
 seq deduplication skips updates it had already applied.
 
-A broker that lost its topics (tansu keeps them in memory only) is noticed, not
-silently skipped over: the loader first re-reads the record before its stored
+A topic that was deleted and recreated (or a broker that lost its data) is noticed,
+not silently skipped over: the loader first re-reads the record before its stored
 offset and compares its CRC. If that record is missing (the topic is now shorter)
 or different, it logs an error, counts an offset reset, clears its seq memory (a
 fresh topic's seqs may restart) and reads the topic from the beginning.
@@ -201,10 +201,15 @@ class DeltaLoader(threading.Thread):
         if p in self.probing:
             del self.probing[p]
             stored = self.safe[p][1]
-            if o == self.next[p] - 1 and zlib.crc32(value) == stored:
+            expected = self.next[p] - 1
+            if o == expected and zlib.crc32(value) == stored:
                 return True  # the record the snapshot ends with: the topic is intact
-            self._reset(p, f"record at offset {o} is not the one the snapshot ended with "
-                           "(topic recreated?)")
+            if o != expected:  # the broker moved the read elsewhere: offset out of range
+                self._reset(p, f"no record at offset {expected}: the topic is shorter than "
+                               "the snapshot (recreated or truncated?)")
+            else:
+                self._reset(p, f"record at offset {o} is not the one the snapshot ended "
+                               "with (topic recreated?)")
             return False
         try:
             update = self.assembler.feed(value)

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from freshet import kafka
 from freshet.config import Config
-from jobs.train import latest_checkpoint
+from freshet.flink import latest_checkpoint
 
 
 def metrics(cfg: Config) -> list[dict]:
@@ -59,7 +59,7 @@ def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
         # From here the stream is paced, so the kill lands mid-stream, after a checkpoint.
         paced = threading.Thread(target=produce, args=(10, len(feed.batches), 0.25), daemon=True)
         paced.start()
-        while reported() < 6000 or latest_checkpoint(cfg) is None:
+        while reported() < 6000 or latest_checkpoint(cfg, "freshet-train") is None:
             assert job.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.3)
         assert paced.is_alive(), "the stream ended before the kill"
@@ -67,7 +67,7 @@ def test_kill_9_then_restart_from_checkpoint_trains_every_example_once(
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
     killed_at = reported()
-    checkpoint = latest_checkpoint(cfg)
+    checkpoint = latest_checkpoint(cfg, "freshet-train")
     assert checkpoint is not None
 
     started_wall = time.time()

@@ -47,6 +47,10 @@ def test_compose_references_resolve() -> None:
     # Real Apache Kafka in KRaft mode (no ZooKeeper), and Flink from the project's image.
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
+    # The same Kafka as the embedded broker (jvm/pom.xml).
+    pom = (ROOT / "jvm" / "pom.xml").read_text()
+    embedded = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom).group(1)
+    assert kafka["image"] == f"apache/kafka:{embedded}"
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
     assert not any("zookeeper" in json.dumps(s).lower() for s in services.values())
     assert services["jobmanager"]["command"] == ["jobmanager"]

@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freshet import udf_jar
-from freshet.connector import pyflink_lib
+from freshet import jvm
 from freshet.topics import ACTION_TYPES
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -89,11 +88,11 @@ def expected(kind: str, payload: bytes) -> tuple[Any, ...]:
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The java command that runs ParseDriver against the built jar."""
-    udf_jar.ensure()
+    lib = jvm.ensure()
     classes = tmp_path_factory.mktemp("driver")
-    cp = f"{pyflink_lib()}/*"
+    cp = f"{lib}/*"
     source = Path(__file__).parent / "java" / "ParseDriver.java"
-    subprocess.run([udf_jar.javac(), "-d", str(classes), "-cp", cp, str(source)], check=True)
+    subprocess.run(["javac", "-d", str(classes), "-cp", cp, str(source)], check=True)
     return ["java", "-cp", f"{classes}:{cp}", "ParseDriver"]
 
 
