@@ -297,6 +297,9 @@ def main() -> None:
                       "freshness_s_by_send_time": [round(f, 3) for _, f in sorted(probes.resolved)],
                       **lag}))
     print(json.dumps({
+        "joiner_delivery": cfg.joiner.delivery, "params_delivery": cfg.sync.params_delivery,
+        "joiner_checkpoint_interval_ms": cfg.joiner.checkpoint_interval_ms,
+        "trainer_checkpoint_interval_ms": cfg.flink.checkpoint_interval_ms,
         "actions_per_s": round(actions / measured_s, 1),
         "impressions_per_s": args.impressions_per_s,
         "freshness_p50_s": round(float(np.percentile(fresh, 50)), 3) if len(fresh) else None,

@@ -167,6 +167,13 @@ class SyncConfig:
     sparse_sync_interval_s: float = 1.0
     dense_sync_interval_s: float = 600.0
     max_part_bytes: int = 512 * 1024  # larger updates are split into parts
+    # The params topic: "at_least_once" (readers drop re-deliveries by seq) or
+    # "exactly_once" (transactions committed with the trainer's checkpoints, which then
+    # add up to flink.checkpoint_interval_ms to freshness; docs/reliability.md).
+    params_delivery: str = "at_least_once"
+
+    def __post_init__(self) -> None:
+        _one_of("sync.params_delivery", self.params_delivery, ("exactly_once", "at_least_once"))
 
 
 ORDERS = ("arrival", "event_time")
@@ -206,6 +213,12 @@ class TrainConfig:
     # event_time only: an example held this long (wall clock) is trained regardless, so
     # a stalled watermark cannot stall training. 0: no limit.
     max_hold_s: float = 0.0
+    # Examples are trained together once at least batch_examples are ready, or once the
+    # oldest has waited batch_wait_ms: the trainer's cost is per call (decoding, a state
+    # write), so this keeps its rate whatever size the joiner's messages are, at a cost
+    # in freshness of at most batch_wait_ms.
+    batch_examples: int = 512
+    batch_wait_ms: int = 100
     # event_time, online: an examples partition without messages this long stops
     # holding the watermark back (the joiner may leave partitions idle at low traffic).
     idle_partition_s: float = 5.0

@@ -43,7 +43,10 @@ from freshet.config import Config
 from freshet.demo_report import DemoRun, write_report
 from freshet.demo_served import ServedScores, rank_request
 from freshet.demo_watch import MetricsTail, Sample, SendLog, http
+from freshet.kafka import end_offsets
 from freshet.supervise import Service, ServiceError
+from freshet.topics import Impression
+from jobs.metrics import JoinWatch
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class DemoOptions:
     rate: float = 2000.0  # events/s the replay is paced at (the joiner's pace here)
     limit: int = 0  # ratings to replay; 0: all 100,000
     poll_s: float = 1.0
-    settle_s: float = 20.0  # the served watermark unchanged this long ends the run
+    settle_s: float = 3.0  # all trained, and the served tables unchanged this long: done
     max_wait_s: float = 240.0  # at most this long after the replay
     ready_timeout_s: float = 180.0
     candidates: int = 100
@@ -213,16 +216,25 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     tail.start()
     sent = SendLog()
     stats: dict[str, Any] = {}
+    impressions = [0]  # sent so far
+    joined = JoinWatch(cfg, end_offsets(cfg, cfg.topics.name("examples")),
+                       end_offsets(cfg, cfg.topics.name("dead_letters")), every_s=1e9)
+    joined.start()
 
     served = ServedScores(ratings)
+
+    def on_event(ev: Any) -> None:
+        sent.record(ev.ts)
+        impressions[0] += isinstance(ev, Impression)
 
     def produce() -> None:
         try:
             # Impressions the live server scored go out with their score (demo_served).
             s = send(cfg, served.annotate(movielens.events(ratings)), rate=opts.rate,
-                     progress=None, on_event=lambda ev: sent.record(ev.ts))
+                     progress=None, on_event=on_event)
             stats.update(impressions=s.impressions, actions=s.actions,
                          events_per_s=s.events_per_s)
+            _end_of_replay(cfg, ratings[-1].ts)
         except Exception as e:  # noqa: BLE001 - reported by the main loop
             stats["error"] = repr(e)
 
@@ -242,9 +254,11 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
         code, out = http(port, "/rank", body)
         return out if code == 200 else None
 
-    last_mark, last_change, replay_end = None, time.monotonic(), None
+    last_mark, replay_end = None, None
+    last_version, version_change = None, time.monotonic()
     prev = (0, time.monotonic(), 0.0)
     rank_ms: list[float] = []
+    behind = Behind()
     while True:
         time.sleep(opts.poll_s)
         _check(procs)
@@ -259,7 +273,7 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
             # Sampled when the served watermark moves: an idle stream has no freshness.
             sent_at = sent.sent_at(mark)
             fresh = max(0.0, now - sent_at) if sent_at is not None else None
-            last_mark, last_change = mark, now
+            last_mark = mark
         ms = None
         if status.get("ready"):
             user = int(rng.choice(users))
@@ -282,18 +296,26 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
         if trained is not None and prev[2] is not None and trained != prev[2]:
             sample.extra["trained_per_s"] = (trained - prev[2]) / (now - prev[1])
         prev = (sent.count, now, trained if trained is not None else prev[2])
+        sample.extra.update(joined=joined.examples, impressions=impressions[0])
         run.samples.append(sample)
+        behind.note(now - t0, impressions[0], joined.examples, trained or 0)
         print(sample.line(), flush=True)
+        if status.get("table_version") != last_version:
+            last_version, version_change = status.get("table_version"), now
         if replay_end is None and not producer.is_alive():
             replay_end = now
             print(f"[demo] replay done: {stats.get('impressions', 0):,} impressions, "
-                  f"{stats.get('actions', 0):,} actions; waiting for the model to settle",
-                  flush=True)
-        # Settled: a trained model serves and its watermark has not moved for settle_s.
-        settled = bool(status.get("ready")) and last_mark is not None \
-            and now - last_change >= opts.settle_s
-        if replay_end is not None and (settled or now - replay_end >= opts.max_wait_s):
+                  f"{stats.get('actions', 0):,} actions; waiting until the trainer has "
+                  f"trained them all and the server has applied it (at most "
+                  f"{opts.max_wait_s:.0f} s)", flush=True)
+        # Done: every impression trained, and the served tables unchanged for settle_s.
+        done = replay_end is not None and (trained or 0) >= impressions[0] \
+            and bool(status.get("ready")) and now - version_change >= opts.settle_s
+        if done or (replay_end is not None and now - replay_end >= opts.max_wait_s):
             break
+    joined.stop()
+    run.stats.update(behind.summary(impressions[0], joined.examples, prev[2] or 0))
+    print(f"[demo] {run.stats['stages']}", flush=True)
     run.windows = list(tail.windows)
     run.stats.update(stats, rate=opts.rate, rows=run.samples[-1].serving_rows,
                      ready_s=_ready_s(run.samples),
@@ -353,6 +375,50 @@ def _wait_until_consuming(cfg: Config, procs: list[Service], timeout_s: float) -
             names = ", ".join(sorted(waiting.values()))
             raise ServiceError(f"{names}: not consuming after {timeout_s:.0f}s (no answer to "
                                "a readiness probe); see its log")
+
+
+def _end_of_replay(cfg: Config, last_ts: int) -> None:
+    """Move the joiner's watermark past the replay's last window.
+
+    Online, a window closes when later events move the watermark past it; at the end of
+    a replay nothing later comes, and the last impressions' negatives would wait. One
+    malformed record per partition of both topics, stamped after the last window
+    (the joiner takes a bad record's Kafka timestamp as its event time), closes them;
+    the joiner dead-letters the markers with their reason.
+    """
+    from freshet import kafka
+
+    ts = last_ts + int((cfg.joiner.window_s + cfg.joiner.out_of_orderness_s) * 1000) + 1000
+    p = kafka.producer(cfg)
+    for topic in ("features", "actions"):
+        name = cfg.topics.name(topic)
+        for part in kafka.partitions(cfg, name):
+            p.produce(name, b"demo end-of-replay marker", partition=part, timestamp=ts)
+    p.flush(10)
+
+
+class Behind:
+    """How far the joiner and the trainer fell behind the producer, poll by poll."""
+
+    def __init__(self) -> None:
+        self.worst = (0, 0.0)  # (impressions not yet trained, at demo second)
+
+    def note(self, t: float, produced: int, joined: int, trained: float) -> None:
+        lag = produced - int(trained)
+        if lag > self.worst[0]:
+            self.worst = (lag, t)
+
+    def summary(self, produced: int, joined: int, trained: float) -> dict[str, Any]:
+        trained = int(trained)
+        text = (f"stages: produced {produced:,} impressions, joined {joined:,} examples, "
+                f"trained {trained:,}; the trainer was at most {self.worst[0]:,} impressions "
+                f"behind the producer (at {self.worst[1]:.0f} s)")
+        if trained < produced:
+            text += (f". IT FELL BEHIND: {produced - trained:,} impressions were not trained "
+                     f"by the end ({produced - joined:,} not joined yet)")
+        return {"produced": produced, "joined": joined, "trained_all": trained >= produced,
+                "max_behind": self.worst[0], "max_behind_at_s": round(self.worst[1], 1),
+                "stages": text}
 
 
 def _fmt(v: float | None) -> str:

@@ -87,6 +87,7 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         "time. MovieLens-100K replayed as a serving log through the embedded broker, the "
         "online joiner, the trainer and the ranking server, each its own process.",
         "",
+        *([f"**{st['stages']}**", ""] if st.get("trained_all") is False else []),
         "| figure | value |",
         "|---|---|",
         f"| ratings replayed (impressions) | {st.get('impressions', 0):,} |",
@@ -101,7 +102,10 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         f"| served AUC, users already in the replay ({st.get('served_returning', 0):,}) / "
         f"new users | {or_dash(st.get('served_auc_returning'), '.4f')} / "
         f"{or_dash(st.get('served_auc_new'), '.4f')} |",
-        f"| examples trained (last report) | {last.get('trained', 0):,.0f} |",
+        f"| impressions produced / joined into examples / trained | "
+        f"{st.get('produced', 0):,} / {st.get('joined', 0):,} / {last.get('trained', 0):,.0f} |",
+        f"| the trainer's largest lag behind the producer | {st.get('max_behind', 0):,} "
+        f"impressions (at {st.get('max_behind_at_s', 0)} s) |",
         f"| trainer's progressive AUC, {st.get('order') or 'arrival'} order (cumulative) | "
         f"{auc:.4f} |",
         f"| end-to-end freshness p50 / p95 | {q(50)} / {q(95)} |",

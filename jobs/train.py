@@ -52,7 +52,10 @@ def build(
         .name("train")
         .uid("train")
     )
-    trained.sink_to(kafka_sink(cfg, "params", binary=True)).uid("params-sink")
+    params_id = (f"{job_name}.{cfg.topics.prefix}params"
+                 if cfg.sync.params_delivery == "exactly_once" else "")
+    trained.sink_to(kafka_sink(cfg, "params", binary=True, exactly_once_id=params_id)).uid(
+        "params-sink")
     trained.get_side_output(METRICS).sink_to(kafka_sink(cfg, "metrics")).uid("metrics-sink")
     trained.get_side_output(DEAD_LETTERS).sink_to(kafka_sink(cfg, "dead_letters")).uid(
         "dead-letters-sink"

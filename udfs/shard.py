@@ -20,12 +20,13 @@ from freshet.config import Config
 from freshet.topics import DeadLetter, ExampleBatch, Metric, SchemaError, encode_rows
 from ps import EmbeddingCollection, from_ipc, to_ipc
 from ps.delta import encode_dense, encode_sparse
-from udfs.hold import EventTimeHold
+from udfs.hold import ArrivalHold, EventTimeHold
 from udfs.param_sync import SparseBuffer, Versions
 from udfs.shard_state import StateStore, pack_meta, unpack_meta
 from udfs.trainer import Trainer
 
 JOB = "train"
+REPORT_EVERY_S = 1.0  # cumulative figures between windows, when the stream pauses
 log = logging.getLogger("freshet.train")
 
 
@@ -61,7 +62,11 @@ class ShardWorker:
         self.subtask = -1  # the Flink subtask running this shard (set by the operator)
         self.sparse = SparseBuffer()
         self.event_time = cfg.train.order == "event_time"
-        self.hold = EventTimeHold(cfg.train.micro_batch, cfg.train.max_hold_s)
+        t = cfg.train
+        # Examples wait in the hold (and the state's held list) until trained together.
+        self.hold: EventTimeHold | ArrivalHold = (
+            EventTimeHold(t.micro_batch, t.max_hold_s, t.batch_examples, t.batch_wait_ms / 1000)
+            if self.event_time else ArrivalHold(t.batch_examples, t.batch_wait_ms / 1000))
         self.held_written = 0  # rows in the state's held list (held or trained since)
         self.expiring = any(slot.ttl_s > 0 for slot in cfg.model.slots)
         self.versions = Versions()
@@ -84,24 +89,27 @@ class ShardWorker:
         self.restored_examples = self.trainer.ledger.examples  # trained before this start
         self._announced = False
         self.reported = self.restored_examples  # trained examples in the last report
+        self.last_report = time.monotonic()
 
     # -- training ---------------------------------------------------------------------
     def process(self, value: bytes, watermark_ms: int | None = None) -> Outputs:
-        """Train on one examples-topic message; write state once; maybe sync.
+        """Take one examples-topic message; train what is due (:mod:`udfs.hold`).
 
-        In event-time order (``train.order``) the message's examples are held and what
-        the watermark ``watermark_ms`` has passed is trained (:mod:`udfs.hold`).
+        The message's examples are held (in keyed state too) until at least
+        ``train.batch_examples`` are due or the oldest has waited ``train.batch_wait_ms``;
+        in event-time order (``train.order``) only those the watermark ``watermark_ms``
+        has passed are due.
         """
         out = Outputs()
         try:
             rows = ExampleBatch.rows_from_json(value)
-            batch = ExampleBatch.from_rows(rows)
+            ExampleBatch.from_rows(rows)  # checks every row: a bad message is dead-lettered
         except SchemaError as e:
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
             dead = DeadLetter(source="examples", reason=str(e), payload=text[:10_000])
             out.dead_letters.append(dead.to_json().decode())
             return out
-        if len(batch) == 0:
+        if not rows:
             return out
         if self.restored_examples and not self._announced:
             # First batch after a restore: say when, and how long the state rebuild took.
@@ -110,31 +118,45 @@ class ShardWorker:
             out.metrics.append(Metric(JOB, "restored_examples", self.restored_examples,
                                       labels=labels).to_json().decode())
         self._announced = True
-        if not self.event_time:
-            return out.extend(self._train([batch]))
         late = self.hold.add(rows, time.monotonic())
-        self.state.append_held(value)
+        self.state.append_held(value)  # the only state write of a message that trains none
         self.held_written += len(rows)
         if late:  # below what is already trained: train now, out of order (counted)
             out.extend(self._train([ExampleBatch.from_rows(late)]))
-        released = self._release(watermark_ms)
-        if released is None and not late:
-            self._save_meta()  # the held rows are state too
-        return out.extend(released or Outputs())
+        return out.extend(self._release(watermark_ms) or Outputs())
 
     def _release(self, watermark_ms: int | None, everything: bool = False) -> Outputs | None:
-        """Train what the hold releases, in micro-batches of its event-time order."""
+        """Train what the hold releases (in event-time order: micro-batch by micro-batch,
+        so that a replay steps exactly as an in-process run over sorted examples)."""
         rows = self.hold.release(watermark_ms, time.monotonic(), everything)
-        if self.held_written > 2 * len(self.hold) + 4096:
+        if rows and self.hold.clears_on_release():
+            self.state.replace_held([])
+            self.held_written = 0
+        elif self.held_written > 2 * len(self.hold) + 4096:
             # Rewrite the held list once it is mostly trained rows (amortised O(1)).
             held = self.hold.rows()
             self.state.replace_held([encode_rows(held)] if held else [])
             self.held_written = len(held)
         if not rows:
             return None
+        if not self.event_time:
+            return self._train([ExampleBatch.from_rows(rows)])
         step = self.cfg.train.micro_batch
         return self._train([ExampleBatch.from_rows(rows[a:a + step])
                             for a in range(0, len(rows), step)])
+
+    def wakeup_in_s(self) -> float | None:
+        """Seconds until :meth:`on_timer` has something to do (None: nothing pending)."""
+        now, due = time.monotonic(), []
+        oldest = self.hold.oldest_arrival()
+        if oldest is not None:
+            t = self.cfg.train
+            due.append(oldest + t.batch_wait_ms / 1000 - now)
+            if t.max_hold_s > 0:
+                due.append(oldest + t.max_hold_s - now)
+        if self.sparse.rows:
+            due.append(self.last_sparse_sync + self.cfg.sync.sparse_sync_interval_s - now)
+        return max(min(due), 0.0) if due else None
 
     def _train(self, batches: list[ExampleBatch]) -> Outputs:
         """Train ``batches`` in order (each a ``train_batch`` call), then log, sync and
@@ -198,15 +220,13 @@ class ShardWorker:
     def on_timer(self, watermark_ms: int | None = None) -> Outputs:
         """A timer: train what the watermark (or ``max_hold_s``) has released, and flush
         touched rows so the last ones go out when the stream pauses."""
-        out = Outputs()
-        if self.event_time:
-            released = self._release(watermark_ms)
-            if released is not None:
-                out.extend(released)
-        if self.sparse.rows:
+        out = self._release(watermark_ms) or Outputs()
+        if self.sparse.rows and (time.monotonic() - self.last_sparse_sync
+                                 >= self.cfg.sync.sparse_sync_interval_s):
             out.extend(self.sync_sparse())
             self._save_meta()
-        if self.trainer.ledger.examples > self.reported:
+        if self.trainer.ledger.examples > self.reported and (
+                time.monotonic() - self.last_report >= REPORT_EVERY_S):
             out.metrics += self._metrics(final=False)  # the stream paused: report what is
         return out
 
@@ -243,7 +263,7 @@ class ShardWorker:
 
     def _metrics(self, final: bool) -> list[str]:
         ev, ledger = self.trainer.eval, self.trainer.ledger
-        self.reported = ledger.examples
+        self.reported, self.last_report = ledger.examples, time.monotonic()
         labels = {"shard": str(self.shard), "subtask": str(self.subtask),
                   "final": str(final).lower(),
                   "fingerprint": str(ledger.fingerprint), "restore_s": f"{self.restore_s:.3f}",

@@ -97,7 +97,7 @@ class TrainFunction(KeyedProcessFunction):
         self.state = _FlinkState(log, meta, held)
         self.workers: dict[int, Any] = {}
         self.subtask = runtime_context.get_index_of_this_subtask()
-        self.flush_armed: set[int] = set()
+        self.wakeup_at: dict[int, int] = {}  # key -> processing-time timer set (ms)
         self.end_armed: set[int] = set()
         self.due_armed: dict[int, int] = {}  # key -> event-time timer set for the hold
 
@@ -120,18 +120,21 @@ class TrainFunction(KeyedProcessFunction):
         if key not in self.end_armed:
             timers.register_event_time_timer(END_OF_TIME)
             self.end_armed.add(key)
-        if key not in self.flush_armed:
-            self._arm_flush(key, timers)
-        self._arm_due(key, worker, timers)
+        self._arm(key, worker, timers)
         yield from _emit(out)
 
-    def _arm_flush(self, key: int, timers: Any) -> None:
-        interval_ms = int(self.cfg.sync.sparse_sync_interval_s * 1000)
-        timers.register_processing_time_timer(int(time.time() * 1000) + max(interval_ms, 1))
-        self.flush_armed.add(key)
-
-    def _arm_due(self, key: int, worker: Any, timers: Any) -> None:
-        """An event-time timer for when the watermark makes the hold's next batch due."""
+    def _arm(self, key: int, worker: Any, timers: Any) -> None:
+        """Timers for what the shard has pending: a processing-time one for held examples
+        (``batch_wait_ms``, ``max_hold_s``) and touched rows (the sparse sync, also when
+        the stream pauses), an event-time one for when the watermark makes held
+        examples due (event-time order)."""
+        delay = worker.wakeup_in_s()
+        if delay is not None:
+            at = int(time.time() * 1000 + max(delay * 1000, 1))
+            armed = self.wakeup_at.get(key)
+            if armed is None or at < armed:
+                timers.register_processing_time_timer(at)
+                self.wakeup_at[key] = at
         due = worker.hold.next_due_ms()
         if due is not None and self.due_armed.get(key) != due:
             timers.register_event_time_timer(due)
@@ -145,15 +148,13 @@ class TrainFunction(KeyedProcessFunction):
             out = worker.finish()
             if self.write_snapshot:
                 worker.save_snapshot(self.write_snapshot)
-        elif ctx.time_domain() == TimeDomain.EVENT_TIME:
-            self.due_armed.pop(key, None)
-            out = worker.on_timer(_watermark(timers))
-            self._arm_due(key, worker, timers)
         else:
-            self.flush_armed.discard(key)
+            if ctx.time_domain() == TimeDomain.EVENT_TIME:
+                self.due_armed.pop(key, None)
+            elif self.wakeup_at.get(key, timestamp) <= timestamp:
+                self.wakeup_at.pop(key, None)  # the earliest armed timer is the one firing
             out = worker.on_timer(_watermark(timers))
-            if len(worker.hold):  # held examples must not wait for the next message
-                self._arm_flush(key, timers)
+            self._arm(key, worker, timers)
         yield from _emit(out)
 
 

@@ -21,7 +21,8 @@ def make_cfg(streams: SimpleNamespace, sync_s: float = 0.0, compact_every: int =
     return dataclasses.replace(
         Config(),
         model=streams.model_config("deepfm"),
-        train=TrainConfig(micro_batch=16, eval_window=256, compact_every=compact_every),
+        train=TrainConfig(micro_batch=16, eval_window=256, compact_every=compact_every,
+                          batch_examples=1),  # every message trains at once
         sync=SyncConfig(sparse_sync_interval_s=sync_s, max_part_bytes=4096),
     )
 
@@ -341,3 +342,41 @@ def test_examples_held_too_long_are_trained_on_the_timer(streams: SimpleNamespac
     time.sleep(0.1)
     w.on_timer()
     assert w.trainer.ledger.examples == len(positives) and len(w.hold) == 0
+
+
+def batching_cfg(streams: SimpleNamespace, examples: int, wait_ms: int = 60_000) -> Config:
+    cfg = make_cfg(streams, sync_s=1e9)
+    return dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, batch_examples=examples, batch_wait_ms=wait_ms))
+
+
+def test_small_messages_are_trained_together_as_large_ones_would_be(
+        streams: SimpleNamespace) -> None:
+    """Eight 64-example messages train as one 512-example message: the same steps, the
+    same model; the held ones are state, and a restore trains them once."""
+    exs = streams.examples(1024, seed=9)
+    state = MemoryState()
+    small = ShardWorker(batching_cfg(streams, 512), 0, state)
+    msgs = streams.messages(exs, size=64)
+    for i, m in enumerate(msgs[:11]):
+        small.process(m)
+        assert small.trainer.ledger.examples == (512 if i >= 7 else 0)
+    assert len(small.hold) == 3 * 64 and len(state.held_blobs) == 3  # emptied at 512
+    restored = ShardWorker(batching_cfg(streams, 512), 0, copy.deepcopy(state))
+    for m in msgs[11:]:
+        restored.process(m)
+    large = ShardWorker(make_cfg(streams, sync_s=1e9), 0, MemoryState())
+    for m in streams.messages(exs, size=512):
+        large.process(m)
+    assert_same_model(restored, large)
+
+
+def test_held_examples_go_once_the_oldest_has_waited(streams: SimpleNamespace) -> None:
+    import time
+
+    w = ShardWorker(batching_cfg(streams, 10_000, wait_ms=50), 0, MemoryState())
+    w.process(streams.messages(streams.examples(64, seed=1), size=64)[0])
+    assert w.trainer.ledger.examples == 0 and 0 < w.wakeup_in_s() <= 0.05
+    time.sleep(0.06)
+    w.on_timer()
+    assert w.trainer.ledger.examples == 64 and len(w.hold) == 0
