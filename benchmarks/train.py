@@ -1,9 +1,10 @@
 """Training benchmark on MovieLens-100K in time order: quality and speed, one run.
 
-    python -m benchmarks.train [--parallelism 1,2] [--micro-batch 32]
+    python -m benchmarks.train [--parallelism 1,2] [--micro-batch 32] [--message-examples 512]
 
-Produces the ratings as examples-topic messages (512 per message, one partition so
-the stream stays in time order) on an embedded broker, then measures
+Produces the ratings as examples-topic messages (``--message-examples`` per message,
+512 by default; one partition so the stream stays in time order) on an embedded
+broker, then measures
 
 - the Flink training job (``jobs.train``) end to end from the examples topic, at each
   parallelism: progressive AUC/logloss (from its metrics) and examples/s (between the
@@ -31,7 +32,7 @@ from typing import Any
 from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig, load_config
 
 SLOTS = ["user_id", "item_id", "genre", "gender", "age", "occupation"]
-WINDOW = 5120  # examples per progressive-evaluation window (10 messages)
+WINDOW = 5120  # examples per progressive-evaluation window (10 messages of 512)
 
 
 def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--micro-batch", type=int, default=TrainConfig().micro_batch)
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N ratings")
+    ap.add_argument("--message-examples", type=int, default=512,
+                    help="examples per examples-topic message (the trainer's batch per call)")
     args = ap.parse_args(argv)
 
     from freshet.broker import EmbeddedBroker
@@ -144,7 +147,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     exs = movielens.examples()
     if args.limit:
         exs = exs[: args.limit]
-    msgs = list(movielens.messages(exs, batch_size=512))
+    if args.message_examples < 1:
+        ap.error("--message-examples must be at least 1")
+    msgs = list(movielens.messages(exs, batch_size=args.message_examples))
     deepfm, lr = model_configs(args.dim)
     work = Path(tempfile.mkdtemp(prefix="freshet-bench-train-"))
     base = load_config(path=None)  # FRESHET__* overrides apply
@@ -156,7 +161,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"dataset": "movielens-100k", "slots": len(SLOTS), "dim": args.dim,
                               "order": cfg.train.order, "messages_in_event_time_order": True,
                               "bundle_time_ms": cfg.train.bundle_time_ms,
-                              "micro_batch": args.micro_batch, "message_batch": 512}
+                              "micro_batch": args.micro_batch,
+                              "message_examples": args.message_examples,
+                              "message_batch": args.message_examples,
+                              "messages": len(msgs)}
 
     payloads = [v for _, v in msgs]
     inproc = run_inprocess(cfg, payloads)
