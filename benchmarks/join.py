@@ -33,7 +33,8 @@ processed in that span are taken as ``events * (outputs in the span / all output
 each job's output follows its input in step (every impression gives one example, in
 event-time order, the watermark holding back ~15 s of event time, ~1.6% of the
 stream). So ``events_per_s = events * span_fraction / span_s`` and ``examples_per_s =
-examples in the span / span_s``.
+examples in the span / span_s``. ``*_outputs_per_5s`` lists the outputs that arrived in
+each 5 s from the job's submission, to see where steady state begins.
 
 **CPU.** ``ThreadCpu`` samples ``/proc`` every 0.25 s for this process's child JVM (the
 mini-cluster): the process's CPU time and each thread's. ``cpu_us_per_event`` is the
@@ -234,6 +235,18 @@ class Arrivals(threading.Thread):
     def total(self) -> int:
         return self.cumulative[-1] if self.cumulative else 0
 
+    def timeline(self, since: float, step_s: float = 5.0) -> list[int]:
+        """Outputs arrived in each ``step_s`` from ``since`` (for reading the run)."""
+        buckets: list[int] = []
+        before = 0
+        for t, cum in zip(self.times, self.cumulative, strict=True):
+            k = max(0, int((t - since) // step_s))
+            while len(buckets) <= k:
+                buckets.append(0)
+            buckets[k] += cum - before
+            before = cum
+        return buckets
+
     def steady(self, warmup: float) -> tuple[float, float, int]:
         """(start, end, outputs in between): from the arrival that brings the output to
         ``warmup`` of its total to the last arrival."""
@@ -417,6 +430,7 @@ def steady_figures(arr: Arrivals, cpu: ThreadCpu, events: int, warmup: float,
         "span_s": span, "span_events": span_events, "span_outputs": outs,
         "steady_from_s": s0 - t_submit, "first_output_s": arr.times[0] - t_submit,
         "last_output_s": s1 - t_submit, "cores_busy": jvm / span if span > 0 else 0.0,
+        "outputs_per_5s": arr.timeline(t_submit),
     }
 
 
@@ -532,6 +546,8 @@ def synthetic_part(cfg: Config, cpu: ThreadCpu, impressions: int,
         "copy_steady_span_s": round(cst["span_s"], 2),
         "copy_first_output_s": round(cst["first_output_s"], 1),
         "copy_job_wall_s": round(c1 - c0, 1),
+        "joiner_outputs_per_5s": jst["outputs_per_5s"],
+        "copy_outputs_per_5s": cst["outputs_per_5s"],
         "joiner_vs_copy": round(jst["events_per_s"] / cst["events_per_s"], 3)
         if cst["events_per_s"] else None,
     }
