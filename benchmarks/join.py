@@ -71,6 +71,7 @@ from freshet import kafka
 from freshet.broker import EmbeddedBroker
 from freshet.config import Config, load_config
 from freshet.data.movielens import Rating, load_ratings
+from freshet.flink import checkpoint_root
 from freshet.produce import movielens, synthetic
 from freshet.produce.sender import send
 from freshet.topics import Action, ExampleBatch, Impression
@@ -400,7 +401,7 @@ def measured_run(cfg: Config, cpu: ThreadCpu, files: tuple[str, ...], job_name: 
     """Run a bounded job while reading its output; (arrivals, checkpoints, submit, end)."""
     arrivals = Arrivals(cfg, outputs_of)
     arrivals.start()
-    watch = CheckpointWatch(cfg.path(cfg.flink.checkpoint_dir))
+    watch = CheckpointWatch(checkpoint_root(cfg, job_name))
     watch.start()
     t0 = time.monotonic()
     run(cfg, bounds, files=files, job_name=job_name)
