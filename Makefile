@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.freshet-installed
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo test lint bench clean
 
 # scripts/install.sh is the one install script (docker/Dockerfile runs it too).
 $(STAMP): requirements/lock.txt pyproject.toml scripts/install.sh jvm/pom.xml jvm/broker/pom.xml jvm/flink/pom.xml
@@ -19,11 +19,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Everything, fault injection and soak included (.ci/run calls this).
 test: $(STAMP) lint
-	$(PY) -m pytest -q -m "not slow"
-
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf .freshet .pytest_cache

@@ -99,12 +99,17 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.kafka import end_offsets
-    from jobs.join import current_bounds, run, submit
+    from jobs.join import current_bounds, run
     from jobs.metrics import JoinWatch, join_outcome
 
     cluster = args.cluster or cfg.flink.cluster
     if cluster:  # the same job file, submitted unchanged (detached)
-        return submit(cfg, cluster, bounded=args.bounded)
+        from freshet.submit import submit
+
+        done = submit(cfg, "join", cluster, ["--bounded"] if args.bounded else [])
+        print(f"submitted join to {cluster}: job {done.job_id} "
+              f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+        return 0
     bounds = current_bounds(cfg) if args.bounded else None
     events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0
     if bounds is not None:

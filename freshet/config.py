@@ -120,9 +120,14 @@ class JoinerConfig:
     # "at_least_once": written at once; after a failure some may be written again.
     delivery: str = "exactly_once"
     checkpoint_interval_ms: int = 1000  # the joiner's (exactly-once commits on it)
+    # Where the join's window state lives. "rocksdb" (on disk, incremental checkpoints)
+    # holds windows of any length; "hashmap" keeps it on the JVM heap, which costs far
+    # less CPU per event (docs/joiner.md) but must fit window_s x event rate x row size.
+    state_backend: str = "rocksdb"
 
     def __post_init__(self) -> None:
         _one_of("joiner.delivery", self.delivery, ("exactly_once", "at_least_once"))
+        _one_of("joiner.state_backend", self.state_backend, ("rocksdb", "hashmap"))
 
 
 @dataclass(frozen=True)

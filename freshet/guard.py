@@ -65,8 +65,8 @@ def describe_reset(job: str, before: dict[str, str | None], now: dict[str, str |
         return ""
     what = ", ".join(f"{t} ({'deleted' if b is None else f'recreated: id {a} -> {b}'})"
                      for t, (a, b) in changed.items())
-    return (f"freshet {job}: the broker lost topic {what}: it restarted without its data "
-            "(the embedded broker keeps everything in memory) or the topic was deleted. "
+    return (f"freshet {job}: the broker lost topic {what}: the topic was deleted (and "
+            "perhaps created again), or the broker was started on an empty data directory. "
             "This job's offsets and checkpointed state point at records that no longer "
             "exist; carrying on would silently skip or misread data, so it stops. To start "
             "over: `freshet topics`, then run the job again without --from-checkpoint.")

@@ -26,11 +26,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +297,7 @@ def build(
     offsets and open transactions), e.g. after the joiner was killed.
     """
     extra = {**JOINER_FLINK_SETTINGS,
+             "state.backend.type": cfg.joiner.state_backend,
              "execution.checkpointing.interval": f"{cfg.joiner.checkpoint_interval_ms} ms"}
     if from_checkpoint:
         extra["execution.state-recovery.path"] = from_checkpoint
@@ -357,23 +355,6 @@ def keeps_negative(request_id: str, item_id: int, rate: float) -> bool:
         h = (31 * h + ord(ch)) & 0xFFFFFFFF
     signed = h - (1 << 32) if h >= 1 << 31 else h
     return abs(signed) % 1_000_000 < round(rate * 1_000_000)
-
-
-def submit(cfg: Config, rest: str, bounded: bool = False) -> int:
-    """Submit this module unchanged to the Flink cluster at ``rest`` (detached)."""
-    from freshet.jvm import pyflink_lib
-
-    flink = pyflink_lib().parent / "bin" / "flink"
-    conf = Path(tempfile.mkdtemp(prefix="freshet-join-")) / "config.json"
-    conf.write_text(cfg.to_json())
-    root = Path(__file__).resolve().parents[1]
-    cmd = [str(flink), "run", "-d", "-m", rest, "-pyexec", sys.executable,
-           "-pyclientexec", sys.executable, "-py", str(Path(__file__).resolve()),
-           "--config-json", str(conf)] + (["--bounded"] if bounded else [])
-    # The client runs this file, which imports freshet: put the checkout on its path.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
-    return subprocess.run(cmd, check=False, env=env).returncode
 
 
 def main(argv: list[str] | None = None) -> None:

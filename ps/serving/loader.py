@@ -188,7 +188,7 @@ class DeltaLoader(threading.Thread):
             if now > deadline:
                 self._reset(p, f"no record at offset {self.next[p] - 1} within "
                                f"{self.probe_timeout_s}s: the topic is shorter than the "
-                               "snapshot (broker restarted?)")
+                               "snapshot (topic deleted and recreated, or a wiped broker?)")
         if not msgs and not self.probing:
             self.caught_up.set()
         self._update_gauges()

@@ -42,3 +42,26 @@ def test_action_type_is_checked() -> None:
 def test_dead_letter_keeps_payload_and_reason() -> None:
     d = json.loads(DeadLetter(source="features", reason="why", payload="raw").to_json())
     assert (d["source"], d["reason"], d["payload"]) == ("features", "why", "raw")
+
+
+def test_freshet_topics_adds_partitions_when_the_config_asks_for_more(cfg) -> None:
+    """``create_topics`` (what ``freshet topics`` runs) grows an existing topic to the
+    configured count, keeps its records, and never shrinks one."""
+    import dataclasses
+
+    from freshet import kafka
+
+    name = cfg.topics.name("actions")
+    have = len(kafka.partitions(cfg, name))
+    p = kafka.producer(cfg)
+    p.produce(name, b"kept", partition=0)
+    assert p.flush(10) == 0
+    more = dataclasses.replace(cfg.topics, partitions={**cfg.topics.partitions,
+                                                       "actions": have + 2})
+    grown = dataclasses.replace(cfg, topics=more)
+    assert kafka.create_topics(grown)[name] == f"grown from {have}"
+    assert len(kafka.partitions(cfg, name)) == have + 2
+    assert [m.value() for m in kafka.read(cfg, name, idle_s=0.5)] == [b"kept"]
+    assert kafka.create_topics(grown)[name] == "exists"
+    assert kafka.create_topics(cfg)[name] == f"exists with {have + 2} partitions"
+    assert len(kafka.partitions(cfg, name)) == have + 2

@@ -9,20 +9,19 @@ TaskManager, restores the job from its last checkpoint on the new one, and the
 trainer's ledger must end at exactly the input: every example once (count and
 order-free fingerprint of request IDs), none twice.
 
-A second test submits a bounded replay the same way and checks the model it writes.
-
-Slow (~3-5 min): ``.venv/bin/python -m pytest -q -s -m slow tests/reliability/test_cluster.py``.
+A second test submits a bounded replay the same way and checks the model it writes; a
+third runs ``freshet join --cluster --bounded`` and counts the examples exactly.
+Part of ``make test`` (~3-5 min here).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
-
-import pytest
 
 from freshet import kafka
 from freshet.cluster import StandaloneCluster
@@ -46,7 +45,6 @@ def wait_until(what, timeout_s: float, why: str, cluster: StandaloneCluster):
         time.sleep(1.0)
 
 
-@pytest.mark.slow
 def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
     cfg: Config, tmp_path: Path, trainer_faults: SimpleNamespace
 ) -> None:
@@ -100,7 +98,6 @@ def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
     assert done[0]["labels"]["fingerprint"] == str(feed.expected_fingerprint())  # none lost
 
 
-@pytest.mark.slow
 def test_submit_replay_trains_the_range_once_and_writes_the_model(
     cfg: Config, tmp_path: Path, trainer_faults: SimpleNamespace
 ) -> None:
@@ -125,3 +122,52 @@ def test_submit_replay_trains_the_range_once_and_writes_the_model(
     users = {e.slots["user_id"][0] for b in data for e in b}
     assert len(tables.slots["user_id"]) == len(users)  # the model the replay built
     assert json.loads((snapshot / "manifest.json").read_text())["job_id"] == done.job_id
+
+
+def test_freshet_join_cluster_bounded_writes_exactly_the_expected_examples(
+    cfg: Config, tmp_path: Path, faults: SimpleNamespace
+) -> None:
+    """``freshet join --cluster --bounded`` as a user runs it: the CLI submits
+    ``jobs/join.py`` unchanged (detached) to a standalone cluster, the job ends at the
+    topics' current offsets, and the examples topic holds one example per impression:
+    positives exactly the impressions with an action in the window."""
+    import dataclasses
+
+    from freshet.produce.sender import send
+    from freshet.produce.synthetic import SyntheticSpec, events
+    from freshet.topics import Action, Impression
+
+    with StandaloneCluster(tmp_path / "cluster", slots=2).start(taskmanagers=1) as cluster:
+        cfg = dataclasses.replace(
+            cfg,
+            flink=dataclasses.replace(cfg.flink, parallelism=2,
+                                      checkpoint_dir=str(cluster.checkpoints)),
+            joiner=dataclasses.replace(cfg.joiner, window_s=2.0, out_of_orderness_s=0.5,
+                                       negative_sample_rate=1.0),
+        )
+        toml = faults.write_toml(cfg, tmp_path / "freshet.toml")
+        stream = list(events(SyntheticSpec(impressions=3000, event_rate=500.0,
+                                           action_delay_ms=1000, p_other=0.3, seed=11)))
+        send(cfg, stream, progress=None)
+        impressions = [e for e in stream if isinstance(e, Impression)]
+        positives = {e.request_id for e in stream if isinstance(e, Action)}
+        client = faults.cli("join-cluster", ["join", "--cluster", cluster.rest, "--bounded"],
+                            toml, tmp_path)
+        assert client.wait(300) == 0, client.log_tail(40)
+        found = re.search(r"job ([0-9a-f]{32})", client.log_path.read_text())
+        assert found, client.log_tail(20)
+        job = found.group(1)
+
+        def finished() -> str | None:
+            state = cluster.job(job)["state"]
+            assert state not in ("FAILED", "CANCELED"), f"join job {state}"
+            return state if state == "FINISHED" else None
+
+        wait_until(finished, 300, "the bounded join to finish", cluster)
+        out = faults.joined(cfg)
+    print(f"\ncluster join: {out.count} examples ({out.positives} positives)")
+    assert out.twice() == []
+    assert out.count == len(impressions)
+    assert out.fingerprint() == faults.fingerprint(e.request_id for e in impressions)
+    assert {r["request_id"] for r in out.rows if r["label"] == 1} == positives
+    assert out.negatives == len(impressions) - len(positives)

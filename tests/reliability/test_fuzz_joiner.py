@@ -6,8 +6,7 @@ Records are valid ones broken in one way each (seeded): invalid or truncated JSO
 non-objects, missing fields, wrong types, integers out of the 64-bit range, bad slot
 lists, unknown actions or schema versions, absurd timestamps, deep nesting, binary.
 
-Slow (~2-4 min):
-``.venv/bin/python -m pytest -q -s -m slow tests/reliability/test_fuzz_joiner.py``.
+Part of ``make test`` (~1-2 min here).
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-
-import pytest
 
 from freshet import kafka
 from freshet.config import Config
@@ -73,7 +70,6 @@ def broken(rng: random.Random, kind: str, i: int) -> bytes:
     return json.dumps(doc).encode()
 
 
-@pytest.mark.slow
 def test_fuzz_joiner_inputs_every_record_dead_lettered(cfg: Config) -> None:
     rng = random.Random(8)
     sent: Counter[str] = Counter()
