@@ -156,6 +156,9 @@ class ShardWorker:
                 due.append(oldest + t.max_hold_s - now)
         if self.sparse.rows:
             due.append(self.last_sparse_sync + self.cfg.sync.sparse_sync_interval_s - now)
+        if self.trainer.ledger.examples > self.reported:
+            # Else the last examples of a stream that pauses are trained but never reported.
+            due.append(self.last_report + REPORT_EVERY_S - now)
         return max(min(due), 0.0) if due else None
 
     def _train(self, batches: list[ExampleBatch]) -> Outputs:

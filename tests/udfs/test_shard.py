@@ -380,3 +380,27 @@ def test_held_examples_go_once_the_oldest_has_waited(streams: SimpleNamespace) -
     time.sleep(0.06)
     w.on_timer()
     assert w.trainer.ledger.examples == 64 and len(w.hold) == 0
+
+
+def test_a_paused_stream_still_reports_its_last_trained_examples(
+        streams: SimpleNamespace) -> None:
+    """The timer that trains the last held examples may come soon after a report; the
+    worker keeps asking for a timer until those examples are reported too (else a
+    stream that pauses never reports them)."""
+    import time
+
+    import udfs.shard
+
+    w = ShardWorker(batching_cfg(streams, 10_000, wait_ms=10), 0, MemoryState())
+    w.process(streams.messages(streams.examples(64, seed=2), size=64)[0])
+    time.sleep(0.02)
+    w.last_report = time.monotonic()  # a report just went out
+    out = w.on_timer()
+    assert w.trainer.ledger.examples == 64 and not out.metrics
+    delay = w.wakeup_in_s()
+    assert delay is not None and delay <= udfs.shard.REPORT_EVERY_S
+    time.sleep(delay + 0.01)
+    out = w.on_timer()
+    reports = [json.loads(m) for m in out.metrics]
+    assert [m["value"] for m in reports if m["name"] == "trained_examples"] == [64]
+    assert w.reported == 64  # nothing left to report: no timer for it
