@@ -118,7 +118,8 @@ def submit_replay(
     import json
     import time
 
-    from jobs.replay import MANIFEST, replay_config, time_range
+    from jobs.manifest import MANIFEST
+    from jobs.replay import replay_config, time_range
 
     cfg = replay_config(cfg)
     r = time_range(cfg, from_ms, to_ms)

@@ -124,7 +124,6 @@ def test_imports_run_down_the_layers() -> None:
                                                              for a, b, w, h in bad)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 step 1 in progress")  # LAYERS-XFAIL
 def test_no_import_cycles() -> None:
     assert not cycles(edges()), "import cycles (function-local imports included)"
 

@@ -17,7 +17,8 @@ import numpy as np
 from freshet import kafka
 from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig
 from freshet.topics import Example, encode_examples
-from jobs.replay import online_start, replay
+from jobs.manifest import online_start
+from jobs.replay import replay
 from jobs.train import build
 from ps import EmbeddingCollection
 from ps.delta import DeltaAssembler
