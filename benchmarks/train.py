@@ -29,7 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig, load_config
+from freshet.config import Config, ModelConfig, SyncConfig, TrainConfig, load_config
+from ps.config import SlotConfig
 
 SLOTS = ["user_id", "item_id", "genre", "gender", "age", "occupation"]
 WINDOW = 5120  # examples per progressive-evaluation window (10 messages of 512)

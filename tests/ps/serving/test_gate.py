@@ -6,9 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshet.config import SlotConfig
 from freshet.topics import Example, ExampleBatch, encode_examples
 from jobs.serve import numpy_forward
+from ps.config import SlotConfig
 from ps.evaluation import auc
 from ps.serving.gate import ValidationGate
 from ps.serving.state import DenseModel, ServingState
