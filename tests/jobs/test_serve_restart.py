@@ -15,8 +15,8 @@ import numpy as np
 from freshet.broker import free_port
 from freshet.config import Config
 from freshet.kafka import producer
-from ps.serving.client import request as http
 from ps.serving.synthetic import dense_messages, lr_weights, publish, sparse_messages, sparse_rows
+from server.client import request as http
 
 
 def serve(cfg: Config, port: int, log: Path) -> subprocess.Popen:

@@ -10,9 +10,9 @@ from freshet.topics import Example, ExampleBatch, encode_examples
 from jobs.serve import numpy_forward
 from ps.config import SlotConfig
 from ps.evaluation import auc
-from ps.serving.gate import ValidationGate
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.synthetic import sparse_rows
+from server.gate import ValidationGate
 
 SLOTS = [SlotConfig("user_id", dim=4), SlotConfig("item_id", dim=4)]
 
