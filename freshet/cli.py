@@ -209,7 +209,7 @@ def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
-    from jobs.tune import main as tune
+    from experiments.tune import main as tune
 
     return tune(cfg, args)
 
@@ -313,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--snapshot", help="model output dir (default: <work_dir>/snapshots/replay)")
     rp.add_argument("--from-snapshot", help="start from an earlier replay's model")
     rp.set_defaults(func=cmd_replay)
-    from jobs.tune import add_arguments as tune_arguments
+    from experiments.tune import add_arguments as tune_arguments
 
     tu = sub.add_parser("tune", help="walk-forward grid over a range of examples; writes the "
                         "best settings to a config file")
