@@ -10,9 +10,10 @@ import pytest
 
 from experiments.streams import synthetic_examples
 from experiments.tune import Setting, evaluate, range_rows
-from freshet import cli, kafka
+from freshet import kafka
+from freshet.app import cli
+from freshet.app.demo import config_env
 from freshet.config import Config, load_config
-from freshet.demo import config_env
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.topics import encode_examples
 

@@ -24,7 +24,7 @@ def serve(cfg: Config, port: int, log: Path) -> subprocess.Popen:
            "FRESHET__TOPICS__PREFIX": cfg.topics.prefix, "FRESHET__WORK_DIR": cfg.work_dir,
            "FRESHET__SERVING__PORT": str(port), "FRESHET__SERVING__SNAPSHOT_INTERVAL_S": "0.5",
            "FRESHET__SERVING__LOG_IMPRESSIONS": "false"}
-    return subprocess.Popen([sys.executable, "-m", "freshet.cli", "serve"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "freshet.app.cli", "serve"], env=env,
                             stdout=log.open("a"), stderr=subprocess.STDOUT)
 
 

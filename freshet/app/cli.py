@@ -104,7 +104,7 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
 
     cluster = args.cluster or cfg.flink.cluster
     if cluster:  # the same job file, submitted unchanged (detached)
-        from freshet.submit import submit
+        from freshet.app.submit import submit
 
         done = submit(cfg, "join", cluster, ["--bounded"] if args.bounded else [])
         print(f"submitted join to {cluster}: job {done.job_id} "
@@ -215,7 +215,7 @@ def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
-    from freshet.submit import SubmitError, submit, submit_replay
+    from freshet.app.submit import SubmitError, submit, submit_replay
 
     cluster = args.cluster or cfg.flink.cluster
     if not cluster:
@@ -248,7 +248,7 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    from freshet.demo import DemoOptions, run_demo
+    from freshet.app.demo import DemoOptions, run_demo
 
     return run_demo(cfg, DemoOptions(rate=args.rate, limit=args.limit))
 

@@ -42,7 +42,13 @@ class Submitted:
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    """The checkout (or site-packages) holding ``jobs/``: ``flink run -py`` gets its scripts
+    from there and the job's PYTHONPATH starts there. This file is ``freshet/app/submit.py``.
+
+    >>> (project_root() / "jobs" / "train.py").is_file()
+    True
+    """
+    return Path(__file__).resolve().parents[2]
 
 
 def flink_command(
