@@ -34,8 +34,8 @@ import time
 
 import numpy as np
 
-from freshet.config import SlotConfig
 from ps import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.table.cuckoo import BUCKET, ROW_WORD
 
 

@@ -42,7 +42,7 @@ from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config, load_config
 from freshet.kafka import create_topics, producer
 from freshet.topics import Action, Impression
-from ps.serving.client import request as http
+from server.client import request as http
 
 USERS, ITEMS, GENRES = 50_000, 100_000, 50
 PROBE_ITEM0 = 1 << 40  # probe items: never in the background traffic

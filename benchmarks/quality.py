@@ -41,6 +41,7 @@ from experiments.hashing import HASHED_SLOTS, distinct_ids, hashed_collection
 from experiments.streams import micro_batches, movielens_examples
 from experiments.sync import copies
 from experiments.walkforward import CopySpec, walk_forward
+from freshet.data.movielens import model_configs
 from freshet.topics import Example, ExampleBatch
 from ps import EmbeddingSlot
 from ps.evaluation import auc
@@ -107,8 +108,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     specs = copies(list(SYNC.values()))
     aucs: dict[str, list[float]] = {}
     changed: dict[str, float] = {}
-    from benchmarks.train import model_configs
-
     lr_model = model_configs(16)[1]
     by_second = second_batches(exs)
     paper_rows = {s: rows_for_colliding(ids[s], PAPER_COLLIDING[s], 0) for s in HASHED_SLOTS}

@@ -38,7 +38,6 @@ from benchmarks.proc import cpu_seconds
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config, load_config
 from freshet.kafka import create_topics, producer
-from ps.serving.client import request
 from ps.serving.synthetic import (
     deepfm_weights,
     dense_messages,
@@ -46,6 +45,7 @@ from ps.serving.synthetic import (
     sparse_messages,
     sparse_rows,
 )
+from server.client import request
 
 USERS, ITEMS, GENRES = 20_000, 100_000, 50
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from freshet.config import SlotConfig
 from ps.collection import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.serving.state import ServingState, serving_slots
 from ps.serving.store import Position, SnapshotStore
 from ps.serving.synthetic import sparse_rows

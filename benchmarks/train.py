@@ -29,25 +29,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig, load_config
+from freshet.config import Config, SyncConfig, TrainConfig, load_config
+from freshet.data.movielens import SLOTS, model_configs
 
-SLOTS = ["user_id", "item_id", "genre", "gender", "age", "occupation"]
 WINDOW = 5120  # examples per progressive-evaluation window (10 messages of 512)
-
-
-def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
-    """DeepFM and LR settings for MovieLens: the best of small grids on this same stream
-    (11 DeepFM and 5 LR settings, docs/training.md), as River's figures are."""
-    deepfm = ModelConfig(
-        model_id="deepfm", kind="deepfm", hidden=[64, 32], dense_learning_rate=0.001,
-        first_order_scale=5.0,
-        slots=[SlotConfig(s, dim=dim, learning_rate=0.1) for s in SLOTS],
-    )
-    lr = ModelConfig(
-        model_id="lr", kind="lr", hidden=[], dense_learning_rate=0.01, first_order_scale=1.0,
-        slots=[SlotConfig(s, dim=1, learning_rate=0.5) for s in SLOTS],
-    )
-    return deepfm, lr
 
 
 def produce(cfg: Config, messages: list[tuple[int, bytes]]) -> dict[int, int]:

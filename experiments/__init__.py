@@ -14,4 +14,8 @@ see the trainer's rows at their sync times. One module per experiment:
 
 Run one with ``freshet experiment NAME`` (or ``python -m experiments.NAME``); results
 go to ``<work_dir>/experiments/NAME/`` (``result.json`` and PNG plots).
+
+:mod:`experiments.tune` (``freshet tune``) walks the same runner over a range of the
+examples topic once per setting of a grid and writes the best; it trains in-process,
+so it is not a Flink job.
 """

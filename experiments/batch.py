@@ -11,7 +11,8 @@ over the day's model, which never learns during the day.
 
 Examples
 --------
->>> from freshet.config import ModelConfig, SlotConfig
+>>> from freshet.config import ModelConfig
+>>> from ps.config import SlotConfig
 >>> from freshet.topics import Example
 >>> exs = [Example(f"r{i}", i % 5, i % 3, i * 3_600_000, int(i % 5 < 2),
 ...                slots={"user_id": [i % 3], "item_id": [i % 5]}) for i in range(72)]

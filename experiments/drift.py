@@ -35,8 +35,9 @@ from experiments.common import (
 )
 from experiments.streams import micro_batches, synthetic_examples
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
-from freshet.config import ModelConfig, SlotConfig
+from freshet.config import ModelConfig
 from freshet.produce.synthetic import SyntheticSpec
+from ps.config import SlotConfig
 from ps.evaluation import auc
 
 DAYS = 10

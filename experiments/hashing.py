@@ -32,9 +32,9 @@ from experiments.common import (
 )
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import walk_forward
-from freshet.config import SlotConfig
 from freshet.topics import Example
 from ps import EmbeddingCollection, EmbeddingSlot
+from ps.config import SlotConfig
 from ps.hashing import mix64_array
 
 HASHED_SLOTS = ("user_id", "item_id")

@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from freshet.config import SlotConfig
 from freshet.topics import ExampleBatch
 from ps import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.delta import DeltaAssembler, encode_sparse
 from ps.serving.scoring import pool_csr
 from udfs.models import numpy_forward

@@ -16,7 +16,8 @@ examples a sync interval can make a difference for.
 
 Examples
 --------
->>> from freshet.config import ModelConfig, SlotConfig
+>>> from freshet.config import ModelConfig
+>>> from ps.config import SlotConfig
 >>> from freshet.produce.synthetic import SyntheticSpec
 >>> from experiments.streams import micro_batches, synthetic_examples
 >>> exs = synthetic_examples(SyntheticSpec(impressions=256, seed=1, start_ms=1))

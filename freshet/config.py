@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freshet.errors import ConfigError
+from ps.config import TABLE_BACKENDS, SlotConfig
+
 ENV_PREFIX = "FRESHET__"
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
 
 
 def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -130,28 +129,6 @@ class JoinerConfig:
         _one_of("joiner.state_backend", self.state_backend, ("rocksdb", "hashmap"))
 
 
-@dataclass(frozen=True)
-class SlotConfig:
-    name: str
-    dim: int = 16
-    optimizer: str = "adagrad"  # sgd | adagrad | ftrl
-    # MovieLens-100K, walk-forward: 0.1 with first_order_scale 5 scored 0.765 against
-    # 0.747 for 0.05 and 1 (`freshet tune` finds the best for your data).
-    learning_rate: float = 0.1
-    init_std: float = 0.01
-    ttl_s: float = 0.0  # 0: never expire
-    min_count: int = 1  # occurrence threshold before an ID gets a row
-    admit_prob: float = 1.0  # probability an unseen ID is admitted
-    # Optimizer details (see ps/optimizers.py).
-    initial_accumulator: float = 0.1  # adagrad
-    ftrl_beta: float = 1.0
-    ftrl_l1: float = 0.0
-    ftrl_l2: float = 0.0
-    # Occurrence filter sketch (used when min_count > 1): depth x width uint8 counters.
-    filter_width: int = 1 << 20
-    filter_depth: int = 4
-
-
 def _default_slots() -> list[SlotConfig]:
     return [SlotConfig("user_id"), SlotConfig("item_id"), SlotConfig("genre")]
 
@@ -230,7 +207,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _one_of("train.order", self.order, ORDERS)
-        _one_of("train.backend", self.backend, ("cuckoo", "hashed"))
+        _one_of("train.backend", self.backend, TABLE_BACKENDS)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ from confluent_kafka import TopicPartition
 
 from freshet import kafka
 from freshet.config import Config
-
-MANIFEST = "manifest.json"
+from jobs.manifest import MANIFEST
 
 
 @dataclass(frozen=True)
@@ -105,9 +104,3 @@ def parse_time(text: str | None) -> int | None:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return int(t.timestamp() * 1000)
-
-
-def online_start(snapshot_dir: str | Path) -> dict[int, int]:
-    """Where online training continues after a replay: its stop offsets."""
-    manifest = json.loads((Path(snapshot_dir) / MANIFEST).read_text())
-    return {int(p): int(o) for p, o in manifest["stop"].items()}

@@ -3,11 +3,11 @@
 One process holds a :class:`ps.serving.ServingState` (embedding tables + dense
 model). Threads keep it fresh and close the loop:
 
-- the :class:`~ps.serving.DeltaLoader` applies the ``params`` topic (from the
+- the :class:`~server.loader.DeltaLoader` applies the ``params`` topic (from the
   snapshot's position) and snapshots every ``serving.snapshot_interval_s``;
-- an :class:`~ps.serving.window.ExampleTail` keeps recent labelled examples for the
+- an :class:`~server.window.ExampleTail` keeps recent labelled examples for the
   dense validation gate;
-- an :class:`~ps.serving.impressions.ImpressionLogger` writes each returned item's
+- an :class:`~server.impressions.ImpressionLogger` writes each returned item's
   features to the ``features`` topic with the request ID (the joiner's input).
 
 HTTP (FastAPI; the schema is at ``/openapi.json``, docs at ``/docs``):
@@ -40,13 +40,13 @@ from pydantic import BaseModel, Field
 from freshet.broker import BrokerError
 from freshet.config import Config, load_config
 from ps.serving.demotion import RecentImpressions
-from ps.serving.gate import ValidationGate
-from ps.serving.impressions import ImpressionLogger, ShownRequest
-from ps.serving.loader import DeltaLoader
 from ps.serving.metrics import ServingMetrics
 from ps.serving.scoring import Forward, candidate_inputs, pool_candidates, sigmoid
 from ps.serving.store import SnapshotStore
-from ps.serving.window import ExampleTail, ExampleWindow
+from server.gate import ValidationGate
+from server.impressions import ImpressionLogger, ShownRequest
+from server.loader import DeltaLoader
+from server.window import ExampleTail, ExampleWindow
 
 log = logging.getLogger("freshet.serve")
 

@@ -8,7 +8,7 @@ This is the API the trainer and the serving side code against::
 Examples
 --------
 >>> import numpy as np
->>> from freshet.config import SlotConfig
+>>> from ps.config import SlotConfig
 >>> trainer = EmbeddingCollection([SlotConfig("user_id", dim=4), SlotConfig("genre", dim=2)])
 >>> trainer.pull("user_id", np.array([10, 11]), now=0.0).shape
 (2, 4)
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from freshet.config import SlotConfig
 from ps.batch import SlotRows, from_batch, read_file, to_batch, write_file
+from ps.config import SlotConfig
 from ps.slot import Cells, EmbeddingSlot
 
 _FORMAT = "freshet.ps.snapshot/2"

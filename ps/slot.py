@@ -8,7 +8,7 @@ is a dict of these.
 Examples
 --------
 >>> import numpy as np
->>> from freshet.config import SlotConfig
+>>> from ps.config import SlotConfig
 >>> s = EmbeddingSlot(SlotConfig("genre", dim=2, optimizer="sgd", learning_rate=1.0,
 ...                              init_std=0.0, ttl_s=10))
 >>> s.pull(np.array([3]), now=0.0).tolist()
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from freshet.config import SlotConfig
+from ps.config import SlotConfig
 from ps.filters import AdmissionFilter
 from ps.optimizers import Optimizer, make_optimizer, sum_by_row
 from ps.table import CuckooTable, HashedTable, Table

@@ -95,7 +95,8 @@ class ExampleFeed:
 
 def small_trainer(cfg: Config, **flink: object) -> Config:
     """``cfg`` with a small, fast DeepFM trainer that syncs and checkpoints often."""
-    from freshet.config import ModelConfig, SlotConfig, SyncConfig, TrainConfig
+    from freshet.config import ModelConfig, SyncConfig, TrainConfig
+    from ps.config import SlotConfig
 
     return dataclasses.replace(
         cfg,

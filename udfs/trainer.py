@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from freshet.config import ModelConfig, SlotConfig, TrainConfig
+from freshet.config import ModelConfig, TrainConfig
 from freshet.topics import ExampleBatch
+from ps.config import SlotConfig
 from udfs.evaluation import ProgressiveEval
 from udfs.first_order import step_first_order
 from udfs.pooling import pool_sum, scatter_sum, unique_inverse

@@ -3,6 +3,9 @@
 The wheel is downloaded (not installed: its dependencies are heavy) and only the
 ``ml-100k`` files are unzipped into a cache directory. The GroupLens licence allows
 research use; the files are not redistributed with Freshet.
+
+:func:`model_configs` holds the model presets tuned on it (the demo's and the
+benchmarks').
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from freshet.config import ModelConfig
+from ps.config import SlotConfig
+
 WHEEL = "recbole==1.2.1"
 FILES = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
 POSITIVE_RATING = 4  # ratings >= this are positives (a click)
 LIKE_RATING = 5  # ratings >= this also produce a "like"
+SLOTS = ["user_id", "item_id", "genre", "gender", "age", "occupation"]
 
 
 def cache_dir() -> Path:
@@ -78,8 +85,8 @@ def age_bucket(age: int) -> int:
 def load_ratings(root: Path | None = None) -> list[Rating]:
     """All 100,000 ratings in timestamp order (ties keep file order), with slot IDs.
 
-    Slots: ``user_id``, ``item_id``, ``genre`` (multi-hot), ``gender``, ``age``,
-    ``occupation``.
+    Slots (:data:`SLOTS`): ``user_id``, ``item_id``, ``genre`` (multi-hot), ``gender``,
+    ``age``, ``occupation``.
     """
     d = ensure_ml100k(root)
     users = {}
@@ -100,3 +107,18 @@ def load_ratings(root: Path | None = None) -> list[Rating]:
         out.append(Rating(u, i, int(float(rating)), int(float(ts)) * 1000, slots))
     out.sort(key=lambda r: r.ts)  # stable: ties keep file order
     return out
+
+
+def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
+    """DeepFM and LR presets for MovieLens: the best of small grids on the stream
+    ``benchmarks.train`` measures (11 DeepFM and 5 LR settings, docs/training.md)."""
+    deepfm = ModelConfig(
+        model_id="deepfm", kind="deepfm", hidden=[64, 32], dense_learning_rate=0.001,
+        first_order_scale=5.0,
+        slots=[SlotConfig(s, dim=dim, learning_rate=0.1) for s in SLOTS],
+    )
+    lr = ModelConfig(
+        model_id="lr", kind="lr", hidden=[], dense_learning_rate=0.01, first_order_scale=1.0,
+        slots=[SlotConfig(s, dim=1, learning_rate=0.5) for s in SLOTS],
+    )
+    return deepfm, lr

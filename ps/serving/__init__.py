@@ -2,27 +2,20 @@
 keeps it fresh.
 
 - :mod:`ps.serving.state`: tables + dense model with per-update atomic visibility;
-- :mod:`ps.serving.loader`: applies the ``params`` topic, dedupes, snapshots;
 - :mod:`ps.serving.store`: incremental, atomic saves (RocksDB) with the loader's position;
-- :mod:`ps.serving.gate`: the validation gate for dense updates;
 - :mod:`ps.serving.scoring`: pooling + dense forward for a request;
-- :mod:`ps.serving.demotion`, :mod:`ps.serving.impressions`, :mod:`ps.serving.metrics`.
+- :mod:`ps.serving.demotion`, :mod:`ps.serving.metrics`; the Kafka feeds are in ``server/``.
 
 ``docs/serving.md`` explains the design; ``jobs/serve.py`` is the HTTP process.
 """
 
-from ps.serving.gate import GateDecision, ValidationGate
-from ps.serving.loader import DeltaLoader
 from ps.serving.state import DenseModel, ServingState, View
 from ps.serving.store import Position, SnapshotStore
 
 __all__ = [
-    "DeltaLoader",
     "DenseModel",
-    "GateDecision",
     "Position",
     "ServingState",
     "SnapshotStore",
-    "ValidationGate",
     "View",
 ]

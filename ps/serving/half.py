@@ -12,7 +12,7 @@ between ~6e-5 and 65504; smaller values lose precision, larger ones overflow to 
 
 Examples
 --------
->>> from freshet.config import SlotConfig
+>>> from ps.config import SlotConfig
 >>> from ps.serving.synthetic import sparse_rows
 >>> t = HalfCollection([SlotConfig("item_id", dim=2)])
 >>> t.apply(sparse_rows({"item_id": (np.array([7, 8]), np.array([[0.1, 2.0], [3.0, 4.0]]))}))
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from freshet.config import SlotConfig
 from ps.batch import from_batch
+from ps.config import SlotConfig
 from ps.table import CuckooTable
 
 

@@ -18,7 +18,7 @@ they are :class:`ps.serving.half.HalfCollection` (float16 values).
 Examples
 --------
 >>> import numpy as np
->>> from freshet.config import SlotConfig
+>>> from ps.config import SlotConfig
 >>> from ps import EmbeddingCollection
 >>> slots = [SlotConfig("user_id", dim=2), SlotConfig("item_id", dim=2)]
 >>> trainer = EmbeddingCollection(slots)
@@ -47,8 +47,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from freshet.config import SlotConfig
 from ps.collection import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.serving.half import HalfCollection
 
 PRECISIONS = ("fp32", "fp16")  # fp16: half the memory, ~3 significant digits

@@ -34,7 +34,7 @@ applies the base's blocks, then the log's updates, in order.
 Examples
 --------
 >>> import tempfile, numpy as np
->>> from freshet.config import SlotConfig
+>>> from ps.config import SlotConfig
 >>> from ps.serving.state import DenseModel, ServingState
 >>> from ps.serving.synthetic import sparse_rows
 >>> slots = [SlotConfig("item_id", dim=2)]
@@ -67,9 +67,9 @@ from pathlib import Path
 import numpy as np
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
-from freshet.config import SlotConfig
 from ps.batch import SlotRows, from_ipc, to_batch, to_ipc
 from ps.collection import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.serving.half import HalfCollection
 from ps.serving.state import DenseModel, ServingState, Versions, serving_slots
 

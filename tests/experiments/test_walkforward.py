@@ -13,8 +13,9 @@ from experiments.hashing import colliding_share, hashed_collection
 from experiments.streams import micro_batches, synthetic_examples
 from experiments.sync import by_rating_index
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
-from freshet.config import ModelConfig, SlotConfig, TrainConfig
+from freshet.config import ModelConfig, TrainConfig
 from freshet.produce.synthetic import SyntheticSpec
+from ps.config import SlotConfig
 
 DAY_MS = int(DAY_S * 1000)
 MODULES = ["experiments.streams", "experiments.serving_copy", "experiments.walkforward",

@@ -15,8 +15,8 @@ import numpy as np
 from freshet.broker import free_port
 from freshet.config import Config
 from freshet.kafka import producer
-from ps.serving.client import request as http
 from ps.serving.synthetic import dense_messages, lr_weights, publish, sparse_messages, sparse_rows
+from server.client import request as http
 
 
 def serve(cfg: Config, port: int, log: Path) -> subprocess.Popen:
@@ -24,7 +24,7 @@ def serve(cfg: Config, port: int, log: Path) -> subprocess.Popen:
            "FRESHET__TOPICS__PREFIX": cfg.topics.prefix, "FRESHET__WORK_DIR": cfg.work_dir,
            "FRESHET__SERVING__PORT": str(port), "FRESHET__SERVING__SNAPSHOT_INTERVAL_S": "0.5",
            "FRESHET__SERVING__LOG_IMPRESSIONS": "false"}
-    return subprocess.Popen([sys.executable, "-m", "freshet.cli", "serve"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "freshet.app.cli", "serve"], env=env,
                             stdout=log.open("a"), stderr=subprocess.STDOUT)
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from freshet import kafka
-from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig
+from freshet.config import Config, ModelConfig, SyncConfig, TrainConfig
 from freshet.topics import Example, encode_examples
-from jobs.replay import online_start, replay
+from jobs.manifest import online_start
+from jobs.replay import replay
 from jobs.train import build
 from ps import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.delta import DeltaAssembler
 from udfs.shard_state import unpack_meta
 from udfs.trainer import Ledger

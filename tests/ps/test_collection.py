@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshet.config import SlotConfig
 from ps import EmbeddingCollection
+from ps.config import SlotConfig
 
 
 def sgd_slot(name: str = "s", dim: int = 3, **kw: object) -> SlotConfig:

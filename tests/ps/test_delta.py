@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from freshet.config import SlotConfig
 from ps import EmbeddingCollection
+from ps.config import SlotConfig
 from ps.delta import DeltaAssembler, DeltaMeta, decode, encode_dense, encode_sparse
 
 META = {"model_id": "m", "shard": 1, "watermark_ms": 100, "wall_time_ms": 200}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freshet.config import SlotConfig
 from ps import AdmissionFilter, CountMinSketch, EmbeddingCollection
+from ps.config import SlotConfig
 
 
 def test_sketch_never_undercounts() -> None:

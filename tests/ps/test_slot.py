@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freshet.config import SlotConfig
+from ps.config import SlotConfig
 from ps.optimizers import step
 from ps.slot import EmbeddingSlot
 

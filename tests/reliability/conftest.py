@@ -50,7 +50,7 @@ def write_toml(cfg: Config, path: Path) -> Path:
 
 def cli(name: str, args: list[str], toml: Path, log_dir: Path) -> Service:
     """``freshet --config TOML <args>`` started as a child process (log: ``<name>.log``)."""
-    return Service(name, [sys.executable, "-m", "freshet.cli", "--config", str(toml), *args],
+    return Service(name, [sys.executable, "-m", "freshet.app.cli", "--config", str(toml), *args],
                    log_dir=log_dir).start()
 
 

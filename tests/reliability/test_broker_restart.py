@@ -33,7 +33,7 @@ from freshet.flink import latest_checkpoint
 from freshet.produce.sender import send
 from freshet.produce.synthetic import SyntheticSpec, events
 from freshet.topics import Impression
-from ps.serving.client import request as http
+from server.client import request as http
 
 IMPRESSIONS = 4000
 

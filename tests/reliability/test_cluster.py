@@ -24,9 +24,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from freshet import kafka
+from freshet.app.submit import submit
 from freshet.cluster import StandaloneCluster
 from freshet.config import Config
-from freshet.submit import submit
 
 
 def trained_reports(cfg: Config) -> list[dict]:
@@ -101,7 +101,7 @@ def test_submit_train_then_kill_9_taskmanager_trains_every_example_once(
 def test_submit_replay_trains_the_range_once_and_writes_the_model(
     cfg: Config, tmp_path: Path, trainer_faults: SimpleNamespace
 ) -> None:
-    from freshet.submit import submit_replay
+    from freshet.app.submit import submit_replay
     from ps import EmbeddingCollection
 
     cfg = trainer_faults.small_trainer(cfg)

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from freshet.config import Config, ModelConfig, SlotConfig, SyncConfig, TrainConfig
+from freshet.config import Config, ModelConfig, SyncConfig, TrainConfig
+from ps.config import SlotConfig
 
 FULL = 10_000_000  # docs/reliability.md's run
 TOTAL = int(os.environ.get("FRESHET_SOAK_IDS", 2_000_000))  # make test's

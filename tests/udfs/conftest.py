@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from freshet.config import ModelConfig, SlotConfig
+from freshet.config import ModelConfig
 from freshet.topics import Example, encode_examples
+from ps.config import SlotConfig
 
 SLOTS = ["user_id", "item_id", "genre"]
 

@@ -17,7 +17,7 @@ from freshet.data.movielens import load_ratings
 
 
 def _freshet(*args: str) -> list[str]:
-    return [sys.executable, "-m", "freshet.cli", *args]
+    return [sys.executable, "-m", "freshet.app.cli", *args]
 
 
 def test_movielens_replay_through_the_cli(tmp_path: Path) -> None:

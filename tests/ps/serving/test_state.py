@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from freshet.config import SlotConfig
+from ps.config import SlotConfig
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.synthetic import lr_weights, sparse_rows
 

@@ -11,7 +11,7 @@ import pytest
 from rocksdict import Options, Rdict
 
 import ps.serving.store as store_module
-from freshet.config import SlotConfig
+from ps.config import SlotConfig
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.store import Position, SnapshotStore
 from ps.serving.synthetic import deepfm_weights, sparse_rows

@@ -6,13 +6,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshet.config import SlotConfig
 from freshet.topics import Example, ExampleBatch, encode_examples
 from jobs.serve import numpy_forward
+from ps.config import SlotConfig
 from ps.evaluation import auc
-from ps.serving.gate import ValidationGate
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.synthetic import sparse_rows
+from server.gate import ValidationGate
 
 SLOTS = [SlotConfig("user_id", dim=4), SlotConfig("item_id", dim=4)]
 

@@ -12,11 +12,11 @@ from freshet.config import Config
 from freshet.kafka import producer
 from freshet.topics import Example, ExampleBatch, encode_examples
 from jobs.serve import numpy_forward
-from ps.serving.gate import ValidationGate
-from ps.serving.loader import DeltaLoader
 from ps.serving.store import Position, SnapshotStore
 from ps.serving.synthetic import dense_messages, publish, sparse_messages, sparse_rows
-from ps.serving.window import ExampleWindow
+from server.gate import ValidationGate
+from server.loader import DeltaLoader
+from server.window import ExampleWindow
 
 MODEL = "m"
 

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> import tempfile
->>> from freshet.demo_watch import Sample
+>>> from freshet.app.demo_watch import Sample
 >>> run = DemoRun(samples=[Sample(1.0, 10, 10.0, None, None, 5, 1, 2.0),
 ...                        Sample(3.0, 90, 40.0, 50, 0.7, 9, 2, 1.5)],
 ...               windows=[{"t": 2.0, "auc": 0.7, "cumulative_auc": 0.7, "trained": 50,
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freshet.demo_watch import Sample, or_dash
+from freshet.app.demo_watch import Sample, or_dash
 
 
 @dataclass

@@ -4,7 +4,7 @@ It reads every partition of the params topic by manual assignment (no consumer
 group: the position lives in our snapshots),
 reassembles parts with :class:`ps.delta.DeltaAssembler` (which drops re-deliveries
 by seq), and applies each complete update atomically: sparse rows into the tables,
-dense weights through the :class:`~ps.serving.gate.ValidationGate` and one
+dense weights through the :class:`~server.gate.ValidationGate` and one
 reference swap.
 
 Position and restart. After each record the loader knows a *safe point* per
@@ -34,11 +34,11 @@ from confluent_kafka import Message, TopicPartition
 from freshet.config import Config
 from freshet.kafka import consumer, partitions
 from ps.delta import DeltaAssembler, Update
-from ps.serving.gate import GateDecision, ValidationGate
 from ps.serving.metrics import ServingMetrics
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.store import Position, SnapshotStore
-from ps.serving.window import ExampleWindow
+from server.gate import GateDecision, ValidationGate
+from server.window import ExampleWindow
 
 log = logging.getLogger(__name__)
 

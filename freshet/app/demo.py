@@ -7,13 +7,13 @@
 3. replay MovieLens-100K as a serving log (impressions + clicks/likes) at ``rate``
    events/s while polling the trainer's metrics and the server every ``poll_s``:
    events/s, progressive AUC, end-to-end freshness, served rows, ranking latency
-   (:mod:`freshet.demo_watch`), and the served AUC: the live server scores upcoming
-   ratings before they are sent (:mod:`freshet.demo_served`);
+   (:mod:`freshet.app.demo_watch`), and the served AUC: the live server scores upcoming
+   ratings before they are sent (:mod:`freshet.app.demo_served`);
 4. once the served model stops changing, rank 100 movies for one user on the live
    server and show the top ten;
 5. stop every child and the broker (also on Ctrl-C or a failure, showing the failing
    child's log tail) and write ``<work_dir>/demo/report.md`` with PNG plots
-   (:mod:`freshet.demo_report`).
+   (:mod:`freshet.app.demo_report`).
 
 The children get the demo's configuration as ``FRESHET__SECTION__KEY`` variables
 (:func:`config_env`): the MovieLens DeepFM slots, a dense sync every 5 s (default
@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from freshet.app.demo_report import DemoRun, write_report
+from freshet.app.demo_served import ServedScores, rank_request
+from freshet.app.demo_watch import MetricsTail, Sample, SendLog, http
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config
-from freshet.demo_report import DemoRun, write_report
-from freshet.demo_served import ServedScores, rank_request
-from freshet.demo_watch import MetricsTail, Sample, SendLog, http
 from freshet.kafka import end_offsets
 from freshet.supervise import Service, ServiceError
 from freshet.topics import Impression

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from freshet import cli, kafka
+from freshet import kafka
+from freshet.app import cli
+from freshet.app.demo import config_env
 from freshet.config import Config
-from freshet.demo import config_env
 from freshet.produce import movielens
 from freshet.topics import Impression
 

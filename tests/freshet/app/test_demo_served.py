@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from freshet.app.demo_served import ServedScores
 from freshet.data.movielens import Rating
-from freshet.demo_served import ServedScores
 from freshet.topics import Impression
 from ps.evaluation import auc
 

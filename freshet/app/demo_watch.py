@@ -31,7 +31,7 @@ from confluent_kafka import TopicPartition
 
 from freshet.config import Config
 from freshet.kafka import consumer
-from ps.serving.client import request
+from server.client import request
 
 
 class SendLog:

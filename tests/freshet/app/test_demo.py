@@ -6,9 +6,9 @@ import dataclasses
 import re
 from pathlib import Path
 
+from freshet.app.demo import DemoOptions, config_env, demo_config, run_demo, services
+from freshet.app.demo_watch import MetricsTail
 from freshet.config import Config, load_config
-from freshet.demo import DemoOptions, config_env, demo_config, run_demo, services
-from freshet.demo_watch import MetricsTail
 
 
 def test_children_get_the_demo_config_through_the_environment(tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from experiments.streams import synthetic_examples
-from freshet import cli, kafka
+from experiments.tune import Setting, evaluate, range_rows
+from freshet import kafka
+from freshet.app import cli
+from freshet.app.demo import config_env
 from freshet.config import Config, load_config
-from freshet.demo import config_env
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.topics import encode_examples
-from jobs.tune import Setting, evaluate, range_rows
 
 
 def test_tune_writes_settings_at_least_as_good_as_the_defaults(

@@ -104,7 +104,7 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
 
     cluster = args.cluster or cfg.flink.cluster
     if cluster:  # the same job file, submitted unchanged (detached)
-        from freshet.submit import submit
+        from freshet.app.submit import submit
 
         done = submit(cfg, "join", cluster, ["--bounded"] if args.bounded else [])
         print(f"submitted join to {cluster}: job {done.job_id} "
@@ -209,13 +209,13 @@ def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_tune(cfg: Config, args: argparse.Namespace) -> int:
-    from jobs.tune import main as tune
+    from experiments.tune import main as tune
 
     return tune(cfg, args)
 
 
 def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
-    from freshet.submit import SubmitError, submit, submit_replay
+    from freshet.app.submit import SubmitError, submit, submit_replay
 
     cluster = args.cluster or cfg.flink.cluster
     if not cluster:
@@ -248,7 +248,7 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    from freshet.demo import DemoOptions, run_demo
+    from freshet.app.demo import DemoOptions, run_demo
 
     return run_demo(cfg, DemoOptions(rate=args.rate, limit=args.limit))
 
@@ -313,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--snapshot", help="model output dir (default: <work_dir>/snapshots/replay)")
     rp.add_argument("--from-snapshot", help="start from an earlier replay's model")
     rp.set_defaults(func=cmd_replay)
-    from jobs.tune import add_arguments as tune_arguments
+    from experiments.tune import add_arguments as tune_arguments
 
     tu = sub.add_parser("tune", help="walk-forward grid over a range of examples; writes the "
                         "best settings to a config file")

@@ -42,7 +42,13 @@ class Submitted:
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    """The checkout (or site-packages) holding ``jobs/``: ``flink run -py`` gets its scripts
+    from there and the job's PYTHONPATH starts there. This file is ``freshet/app/submit.py``.
+
+    >>> (project_root() / "jobs" / "train.py").is_file()
+    True
+    """
+    return Path(__file__).resolve().parents[2]
 
 
 def flink_command(
@@ -118,7 +124,8 @@ def submit_replay(
     import json
     import time
 
-    from jobs.replay import MANIFEST, replay_config, time_range
+    from jobs.manifest import MANIFEST
+    from jobs.replay import replay_config, time_range
 
     cfg = replay_config(cfg)
     r = time_range(cfg, from_ms, to_ms)
