@@ -10,7 +10,7 @@ checks every kind listed here.
 Examples
 --------
 >>> model_kinds()
-('deepfm', 'lr')
+('dcn', 'deepfm', 'lr')
 >>> architecture("lr").kind
 'lr'
 >>> architecture("fm")  # doctest: +ELLIPSIS
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 # Names, not imports: the config checks model.kind against these at every load, and
 # must not pay for NumPy (nor a model's TensorFlow half) to do so.
 _HOME = {
+    "dcn": "udfs.models.dcn:DCN",
     "deepfm": "udfs.models.deepfm:DeepFM",
     "lr": "udfs.models.lr:LogisticRegression",
 }
