@@ -170,7 +170,8 @@ def main() -> None:
                                  rng.normal(0, 0.1, (GENRES, dim)).astype(np.float32))
             seq += 1
             publish(prod, topic, sparse_messages(sparse_rows(vals), model, seq))
-        publish(prod, topic, dense_messages(deepfm_weights(dim, n_slots), model, 1))
+        publish(prod, topic, dense_messages(deepfm_weights(dim, n_slots), model, 1,
+                                                  model_kind="deepfm"))
 
         log = open(Path(tmp) / "serve.log", "w")  # noqa: SIM115 - closed below
         server = subprocess.Popen([sys.executable, "-m", "jobs.serve"], env=env_for(cfg),
@@ -203,7 +204,8 @@ def main() -> None:
                     if time.monotonic() - last_dense > 5.0:
                         dense_seq += 1
                         publish(prod, topic, dense_messages(
-                            deepfm_weights(dim, n_slots, seed=dense_seq), model, dense_seq),
+                            deepfm_weights(dim, n_slots, seed=dense_seq), model, dense_seq,
+                            model_kind="deepfm"),
                             flush=False)
                         last_dense = time.monotonic()
                     t_next += period

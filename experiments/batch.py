@@ -47,7 +47,7 @@ def score(trainer: object, batch: ExampleBatch) -> np.ndarray:
         if name in batch.slots:
             ids, offsets = batch.slots[name]
             pooled[:, s] = pool_csr(tables.lookup(name, ids), offsets)
-    return np.asarray(numpy_forward(trainer.dense_weights(), pooled))
+    return np.asarray(numpy_forward(trainer.dense_weights(), pooled, trainer.arch.kind))
 
 
 def retrained_daily(

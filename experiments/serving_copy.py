@@ -66,6 +66,8 @@ class ServingCopy:
         Event-time sync intervals; 0 syncs before every step.
     weights : mapping of str to ndarray
         The dense weights deployed at the start (the untrained model's).
+    kind : str
+        The ``model.kind`` they are weights of (serving's forward is that model's).
     """
 
     def __init__(
@@ -75,8 +77,10 @@ class ServingCopy:
         sparse_every_s: float,
         dense_every_s: float,
         weights: Mapping[str, np.ndarray],
+        kind: str,
     ) -> None:
         self.name = name
+        self.kind = kind
         self.slot_names = [s.name for s in slots]
         self.tables = EmbeddingCollection(slots)  # collisionless, as serving runs
         self.weights = dict(weights)
@@ -127,4 +131,4 @@ class ServingCopy:
             if name in batch.slots:
                 ids, offsets = batch.slots[name]
                 pooled[:, s] = pool_csr(self.tables.lookup(name, ids), offsets)
-        return numpy_forward(self.weights, pooled)
+        return numpy_forward(self.weights, pooled, self.kind)

@@ -118,7 +118,7 @@ def walk_forward(
     serving = [
         ServingCopy(c.name, model.slots, c.sparse_every_s,
                     c.sparse_every_s if c.dense_every_s is None else c.dense_every_s,
-                    start_weights)
+                    start_weights, trainer.arch.kind)
         for c in copies
     ]
     evict = Schedule(evict_every_s) if evict_every_s > 0 else None

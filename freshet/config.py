@@ -28,6 +28,7 @@ from typing import Any
 
 from freshet.errors import ConfigError
 from ps.config import TABLE_BACKENDS, SlotConfig
+from udfs.models.registry import model_kinds
 
 ENV_PREFIX = "FRESHET__"
 
@@ -136,12 +137,15 @@ def _default_slots() -> list[SlotConfig]:
 @dataclass(frozen=True)
 class ModelConfig:
     model_id: str = "deepfm"
-    kind: str = "deepfm"  # deepfm | lr
+    kind: str = "deepfm"  # a registered dense model (udfs/models/registry.py)
     slots: list[SlotConfig] = field(default_factory=_default_slots)
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     dense_learning_rate: float = 0.001
     # Multiplies the first-order column: its effective step is this x the slot's rate.
     first_order_scale: float = 5.0
+
+    def __post_init__(self) -> None:
+        _one_of("model.kind", self.kind, model_kinds())
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from server.gate import ValidationGate
 from server.impressions import ImpressionLogger, ShownRequest
 from server.loader import DeltaLoader
 from server.window import ExampleTail, ExampleWindow
+from udfs.models import numpy_forward as model_forward
 
 log = logging.getLogger("freshet.serve")
 
@@ -107,10 +108,10 @@ class Status(BaseModel):
 
 # -- the process -----------------------------------------------------------------------
 def numpy_forward() -> Forward:
-    """The trainer's NumPy forward: serving scores without TensorFlow."""
-    from udfs.models import numpy_forward as forward
-
-    return forward
+    """The trainer's NumPy forwards, by the model kind each dense update carries:
+    serving scores without TensorFlow, and refuses (``UnknownModelKind``) a kind that
+    is not registered."""
+    return model_forward
 
 
 class NoModel(RuntimeError):
@@ -183,7 +184,7 @@ class Server:
             raise NoModel("no dense model loaded yet")
         pooled = pool_candidates(view.embeddings, n_user, offsets, self.slot_order,
                                  len(cands), self.dim)
-        scores = sigmoid(np.asarray(self.forward(view.dense.weights, pooled)))
+        scores = sigmoid(np.asarray(self.forward(view.dense.weights, pooled, view.dense.kind)))
         item_ids = [c.item_id for c in cands]
         now = time.time()
         factors = (self.recent.factors(req.user_id, item_ids, now)

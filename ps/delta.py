@@ -6,6 +6,10 @@ A trainer shard publishes two kinds of update:
   (see :mod:`ps.batch`), every second or so;
 - ``dense``: named NumPy arrays (the dense layers), every few minutes.
 
+A dense update's header also says which model the arrays are for (``model_kind``,
+a registered ``model.kind``), so serving scores them with that model's forward and
+refuses a kind it does not know, never guessing from the arrays' names.
+
 A large update is split into parts, each a complete Arrow IPC stream of at most
 ``max_part_bytes`` whose schema metadata says which update it belongs to
 (``model_id, shard, kind, seq``) and ``part`` of ``parts``, so a consumer can tell
@@ -28,11 +32,11 @@ Examples
 >>> done = [u for _, v in msgs + msgs for u in [asm.feed(v)] if u is not None]
 >>> len(done), done[0].meta.seq, done[0].payload.num_rows      # re-delivery dropped
 (1, 7, 1000)
->>> _, value = encode_dense({"w": np.eye(2, dtype=np.float32)}, model_id="m", shard=0,
-...                         seq=1, watermark_ms=0, wall_time_ms=0)[0]
+>>> _, value = encode_dense({"w": np.eye(2, dtype=np.float32)}, model_kind="lr",
+...                         model_id="m", shard=0, seq=1, watermark_ms=0, wall_time_ms=0)[0]
 >>> meta, arrays = decode(value)
->>> meta.kind, arrays["w"].tolist()
-('dense', [[1.0, 0.0], [0.0, 1.0]])
+>>> meta.kind, meta.model_kind, arrays["w"].tolist()
+('dense', 'lr', [[1.0, 0.0], [0.0, 1.0]])
 """
 
 from __future__ import annotations
@@ -48,12 +52,17 @@ from ps.batch import to_ipc
 
 _PREFIX = "freshet.delta."
 _HEADROOM = 1024  # bytes kept free in each part for the schema metadata
+# Header fields older producers did not write. A dense update without a model_kind
+# still decodes (serving then refuses to score it, saying why) rather than being
+# dropped as "not a Freshet delta" along with every sparse update of that trainer.
+_OPTIONAL = frozenset({"model_kind"})
 
 
 @dataclass(frozen=True)
 class DeltaMeta:
     """Which update a part belongs to. ``watermark_ms``: event time the trainer had
-    consumed; ``wall_time_ms``: when the update was produced."""
+    consumed; ``wall_time_ms``: when the update was produced; ``model_kind``: the
+    ``model.kind`` a dense update's arrays are weights of (empty for sparse)."""
 
     model_id: str
     shard: int
@@ -63,6 +72,7 @@ class DeltaMeta:
     wall_time_ms: int
     part: int = 0
     parts: int = 1
+    model_kind: str = ""
 
     @property
     def update_id(self) -> tuple[str, int, str, int]:
@@ -79,6 +89,8 @@ class DeltaMeta:
         kw = {}
         for f in dataclasses.fields(cls):
             raw = md.get((_PREFIX + f.name).encode())
+            if raw is None and f.name in _OPTIONAL:
+                continue  # written before the field existed: its default
             if raw is None:
                 raise ValueError(f"not a Freshet delta: schema metadata lacks {f.name!r}")
             kw[f.name] = raw.decode() if f.type == "str" else int(raw)
@@ -138,6 +150,7 @@ def encode_sparse(
 def encode_dense(
     weights: Mapping[str, np.ndarray],
     *,
+    model_kind: str,
     model_id: str,
     shard: int,
     seq: int,
@@ -145,11 +158,14 @@ def encode_dense(
     wall_time_ms: int,
     max_part_bytes: int = 512 * 1024,
 ) -> list[tuple[bytes, bytes]]:
-    """``(key, value)`` messages for named dense arrays.
+    """``(key, value)`` messages for named dense arrays, the weights of a
+    ``model_kind`` model.
 
     One Arrow row per array (columns ``name, dtype, shape, row_start, data``); an array
     too big for a part is cut along axis 0 into several rows.
     """
+    if not model_kind:
+        raise ValueError("a dense update needs its model_kind (serving scores by it)")
     limit = max_part_bytes - _HEADROOM - 2048  # room for IPC framing and the other columns
     rows: dict[str, list] = {"name": [], "dtype": [], "shape": [], "row_start": [], "data": []}
     for name, arr in weights.items():
@@ -169,7 +185,8 @@ def encode_dense(
                         ("shape", pa.list_(pa.int64())), ("row_start", pa.int64()),
                         ("data", pa.binary())])
     batch = pa.RecordBatch.from_pydict(rows, schema=schema)
-    meta = DeltaMeta(model_id, shard, seq, "dense", watermark_ms, wall_time_ms)
+    meta = DeltaMeta(model_id, shard, seq, "dense", watermark_ms, wall_time_ms,
+                     model_kind=model_kind)
     return _encode(batch, meta, max_part_bytes)
 
 

@@ -80,7 +80,7 @@ class ValidationGate:
         offsets = {s: batch.slots[s][1] for s in ids}
         view = state.read(ids)
         pooled = pool_slots(view.embeddings, offsets, self.slot_order, len(batch), self.dim)
-        return np.asarray(self.forward(model.weights, pooled), np.float64)
+        return np.asarray(self.forward(model.weights, pooled, model.kind), np.float64)
 
     def check(
         self,
@@ -103,7 +103,7 @@ class ValidationGate:
             new_logits = (self.logits(candidate, state, window) if n
                           else self.forward(candidate.weights,
                                             np.zeros((1, len(self.slot_order), self.dim),
-                                                     np.float32)))
+                                                     np.float32), candidate.kind))
         except (KeyError, ValueError) as e:  # missing weight or wrong shape
             return decide(False, f"candidate does not score: {e!r}")
         if not np.isfinite(new_logits).all():

@@ -5,7 +5,8 @@ group: the position lives in our snapshots),
 reassembles parts with :class:`ps.delta.DeltaAssembler` (which drops re-deliveries
 by seq), and applies each complete update atomically: sparse rows into the tables,
 dense weights through the :class:`~server.gate.ValidationGate` and one
-reference swap.
+reference swap. A dense update is scored by the model its header names
+(``model_kind``); one whose kind is not registered here is refused, never swapped in.
 
 Position and restart. After each record the loader knows a *safe point* per
 partition: the offset from which every not-yet-applied update can be read again
@@ -39,6 +40,7 @@ from ps.serving.state import DenseModel, ServingState
 from ps.serving.store import Position, SnapshotStore
 from server.gate import GateDecision, ValidationGate
 from server.window import ExampleWindow
+from udfs.models import UnknownModelKind, architecture
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,23 @@ def parse_stream_key(key: str) -> tuple[str, int, str]:
     """
     model_id, kind, shard = key.rsplit("/", 2)
     return model_id, int(shard), kind
+
+
+def unservable(kind: str) -> str | None:
+    """Why serving cannot score a dense model of ``kind``; None when it can.
+
+    >>> unservable("lr") is None
+    True
+    >>> unservable("")
+    'it names no model kind (written before dense updates carried one)'
+    """
+    if not kind:
+        return "it names no model kind (written before dense updates carried one)"
+    try:
+        architecture(kind)
+    except UnknownModelKind as e:
+        return f"{e} (a trainer newer than this server?)"
+    return None
 
 
 class DeltaLoader(threading.Thread):
@@ -112,7 +131,8 @@ class DeltaLoader(threading.Thread):
         self.pending_partition: dict[tuple, int] = {}  # incomplete update -> partition
         self.decisions: deque[GateDecision] = deque(maxlen=50)
         self.resets: list[str] = []
-        self.rejected: deque[str] = deque(maxlen=50)  # updates that did not fit the tables
+        # Updates that did not fit the tables, or whose model kind is not known here.
+        self.rejected: deque[str] = deque(maxlen=50)
         self.applied = 0  # complete updates applied since start
         self.caught_up = threading.Event()  # set once the topic was read to its end
         self._dirty = False
@@ -121,6 +141,12 @@ class DeltaLoader(threading.Thread):
         self._halt = threading.Event()
         self._consumer = None
         self._duplicates = self.assembler.duplicates
+        restored = state.dense
+        if restored is not None and (why := unservable(restored.kind)) is not None:
+            # Serving it would fail every request; without it the server answers "no
+            # model yet" until the trainer's next dense update.
+            self._refuse(f"restored dense shard {restored.shard} seq {restored.seq}: {why}")
+            state.restore_versions(state.versions, None)
 
     # -- lifecycle -----------------------------------------------------------------
     def open(self) -> None:
@@ -267,13 +293,24 @@ class DeltaLoader(threading.Thread):
             self.metrics.table_version.set(version)
             self.metrics.freshness.observe(max(0.0, (now_ms - meta.watermark_ms) / 1000))
         else:
+            why = unservable(meta.model_kind)
+            if why is not None:
+                self._refuse(f"dense shard {meta.shard} seq {meta.seq}: {why}")
+                return
             self._apply_dense(DenseModel(update.payload, meta.shard, meta.seq,
-                                         meta.watermark_ms, meta.wall_time_ms))
+                                         meta.watermark_ms, meta.wall_time_ms,
+                                         meta.model_kind))
         self.metrics.delta_lag.labels(meta.kind).observe(
             max(0.0, (now_ms - meta.wall_time_ms) / 1000))
         self.metrics.updates.labels(meta.kind).inc()
         self.applied += 1
         self._dirty = True
+
+    def _refuse(self, what: str) -> None:
+        """A dense model not served (the current one stays)."""
+        self.metrics.malformed.inc()
+        self.rejected.append(what)
+        log.error("%s; not served, keeping the current model", what)
 
     def _apply_dense(self, candidate: DenseModel) -> None:
         if self.gate is None:

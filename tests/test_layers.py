@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # unit (dotted prefix; the longest that matches wins) -> rank: import own unit or lower only
 LAYERS = {
     "ps": 0,               # the library: tables, slots, optimizers, filters, their configs
+    "udfs.models": 0,      # the dense models by kind: config checks kinds, serving runs them
     "freshet": 1,          # the ground: errors, config, topics, kafka, broker, jvm, flink
     "freshet.data": 2,     # datasets (MovieLens) and their model presets
     "freshet.produce": 3,  # event sources

@@ -214,7 +214,8 @@ class ShardWorker:
     def sync_dense(self) -> Outputs:
         self.last_dense_sync = time.monotonic()
         msgs = encode_dense(
-            self.trainer.dense_weights(), model_id=self.cfg.model.model_id, shard=self.shard,
+            self.trainer.dense_weights(), model_kind=self.trainer.arch.kind,
+            model_id=self.cfg.model.model_id, shard=self.shard,
             seq=self.versions.next("dense"), watermark_ms=self.watermark_ms,
             wall_time_ms=int(time.time() * 1000),
         )

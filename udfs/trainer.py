@@ -34,6 +34,7 @@ from freshet.topics import ExampleBatch
 from ps.config import SlotConfig
 from udfs.evaluation import ProgressiveEval
 from udfs.first_order import step_first_order
+from udfs.models import architecture, export_weights, import_weights
 from udfs.pooling import pool_sum, scatter_sum, unique_inverse
 
 _NO_IDS = np.zeros(0, np.int64)
@@ -95,8 +96,6 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        from udfs.models import build_model
-
         self.cfg = model
         self.slots: list[SlotConfig] = list(model.slots)
         if collection is None:
@@ -111,8 +110,9 @@ class Trainer:
         self.micro_batch = train.micro_batch
         self.first_order_per_example = train.first_order_per_example
         keras.utils.set_random_seed(train.seed)
-        self.model = build_model(model.kind, len(self.slots), self.dim, model.hidden,
-                                 model.first_order_scale)
+        self.arch = architecture(model.kind)(len(self.slots), self.dim, model.hidden,
+                                             model.first_order_scale)
+        self.model = self.arch.build_keras()
         self.optimizer = keras.optimizers.Adam(model.dense_learning_rate)
         self.optimizer.build(self.model.trainable_variables)
         self.eval = ProgressiveEval(train.eval_window)
@@ -242,8 +242,6 @@ class Trainer:
     # -- dense state (weights + Adam), for sync and checkpoints -------------------------
 
     def dense_weights(self) -> dict[str, np.ndarray]:
-        from udfs.models import export_weights
-
         return export_weights(self.model)
 
     def dense_state(self) -> dict[str, np.ndarray]:
@@ -258,8 +256,6 @@ class Trainer:
         return out
 
     def load_dense_state(self, state: dict[str, np.ndarray]) -> None:
-        from udfs.models import import_weights
-
         import_weights(self.model, {k[2:]: v for k, v in state.items() if k.startswith("w/")})
         for i, v in enumerate(self.optimizer.variables):
             v.assign(state[f"opt/{i}"])

@@ -3,8 +3,8 @@
 The pooled input is what the trainer feeds its dense part: shape
 ``(examples, slots, dim)`` in the model config's slot order, each slot's embedding
 summed over the example's IDs (``udfs/pooling.py``). The dense forward is a plain
-function ``forward(weights, pooled) -> logits`` (the trainer's NumPy forward, see
-``jobs/serve.py``), so serving never imports TensorFlow.
+function ``forward(weights, pooled, kind) -> logits`` (the trainer's NumPy forward of
+the ``kind`` model, see ``jobs/serve.py``), so serving never imports TensorFlow.
 
 A slot's IDs are given as CSR: ``ids`` and ``offsets`` (example ``b`` owns
 ``ids[offsets[b]:offsets[b + 1]]``), so each slot is one vectorized lookup.
@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-# forward(weights, pooled (n, slots, dim)) -> logits (n,)
-Forward = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
+# forward(weights, pooled (n, slots, dim), model kind) -> logits (n,)
+Forward = Callable[[Mapping[str, np.ndarray], np.ndarray, str], np.ndarray]
 
 
 def csr(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:

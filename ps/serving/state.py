@@ -30,7 +30,7 @@ Examples
 >>> view.table_version, view.embeddings["item_id"].shape, view.dense is None
 (1, (2, 2), True)
 >>> state.set_dense(DenseModel({"bias": np.zeros(1, np.float32)}, shard=0, seq=3,
-...                            watermark_ms=5, wall_time_ms=6))
+...                            watermark_ms=5, wall_time_ms=6, kind="lr"))
 1
 >>> state.read({}).dense.seq
 3
@@ -64,13 +64,15 @@ def serving_slots(slots: Sequence[SlotConfig]) -> list[SlotConfig]:
 
 @dataclass(frozen=True)
 class DenseModel:
-    """Named dense weights (never mutated once built) and where they came from."""
+    """Named dense weights (never mutated once built), where they came from, and the
+    ``model.kind`` they are the weights of (from the dense delta's header)."""
 
     weights: Mapping[str, np.ndarray]
     shard: int
     seq: int
     watermark_ms: int
     wall_time_ms: int
+    kind: str
 
 
 @dataclass(frozen=True)

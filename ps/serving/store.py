@@ -41,7 +41,7 @@ Examples
 >>> store = SnapshotStore(tempfile.mkdtemp())
 >>> state, _ = store.load(slots)  # nothing saved yet: empty
 >>> _ = state.apply_sparse(sparse_rows({"item_id": ([7, 8], np.ones((2, 2)))}), 0, 5)
->>> _ = state.set_dense(DenseModel({"bias": np.ones(1, np.float32)}, 0, 4, 0, 0))
+>>> _ = state.set_dense(DenseModel({"bias": np.ones(1, np.float32)}, 0, 4, 0, 0, "lr"))
 >>> store.save(state, Position(offsets={0: 12}, last_crc={0: 99}, seqs={"m/sparse/0": 11}))
 2
 >>> _ = state.apply_sparse(sparse_rows({}, deleted={"item_id": [8]}), 0, 6)
@@ -305,7 +305,8 @@ def _meta(state: ServingState, position: Position, layout: _Layout) -> dict:
         "versions": _jsonable(asdict(state.versions)),
         "dense": None if dense is None else {
             "names": list(dense.weights), "shard": dense.shard, "seq": dense.seq,
-            "watermark_ms": dense.watermark_ms, "wall_time_ms": dense.wall_time_ms},
+            "watermark_ms": dense.watermark_ms, "wall_time_ms": dense.wall_time_ms,
+            "kind": dense.kind},
     }
 
 
@@ -333,7 +334,10 @@ def _restore(db: Rdict, meta: dict, layout: _Layout, slots: Sequence[SlotConfig]
         weights = {name: np.load(io.BytesIO(db[_dense_key(i)]),
                                  allow_pickle=False)
                    for i, name in enumerate(d["names"])}
-        dense = DenseModel(weights, d["shard"], d["seq"], d["watermark_ms"], d["wall_time_ms"])
+        # A store saved before dense models carried their kind has none: "" is no
+        # registered kind, so the loader refuses to serve that model (and says so).
+        dense = DenseModel(weights, d["shard"], d["seq"], d["watermark_ms"], d["wall_time_ms"],
+                           d.get("kind", ""))
     v = meta["versions"]
     state.restore_versions(
         Versions(v["table"], v["model"], {int(k): m for k, m in v["watermark_ms"].items()}),

@@ -71,10 +71,11 @@ def sparse_messages(batch: pa.RecordBatch, model_id: str, seq: int, shard: int =
 
 
 def dense_messages(weights: Mapping[str, np.ndarray], model_id: str, seq: int,
-                   shard: int = 0) -> list[tuple[bytes, bytes]]:
+                   shard: int = 0, *, model_kind: str) -> list[tuple[bytes, bytes]]:
+    """A dense update of ``weights``, scored by serving as a ``model_kind`` model."""
     t = now_ms()
-    return encode_dense(weights, model_id=model_id, shard=shard, seq=seq, watermark_ms=t,
-                        wall_time_ms=t)
+    return encode_dense(weights, model_kind=model_kind, model_id=model_id, shard=shard,
+                        seq=seq, watermark_ms=t, wall_time_ms=t)
 
 
 def publish(producer: Producer, topic: str, messages: list[tuple[bytes, bytes]],

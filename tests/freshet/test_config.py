@@ -50,3 +50,14 @@ def test_json_round_trip_for_shipping_to_workers() -> None:
 def test_unknown_topic_is_an_error() -> None:
     with pytest.raises(KeyError, match="unknown topic"):
         Config().topics.name("feature")
+
+
+def test_unknown_model_kind_fails_at_load_naming_the_known_ones(tmp_path: Path) -> None:
+    """At load, with the key's path: not in a Flink worker when the trainer builds it."""
+    from udfs.models import model_kinds
+
+    f = tmp_path / "freshet.toml"
+    f.write_text('[model]\nkind = "dcn2"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(f, environ={})
+    assert str(e.value) == f"model.kind: 'dcn2' is not one of {', '.join(model_kinds())}"

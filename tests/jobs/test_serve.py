@@ -37,7 +37,7 @@ def start(cfg: Config, with_model: bool = True, **serving: object) -> TestClient
         "genre": (np.array([3]), first_order(np.array([1]), -1.0)),  # genre 3: -1
     }), model, seq=1))
     if with_model:
-        publish(p, topic, dense_messages(lr_weights(0.1), model, seq=1))
+        publish(p, topic, dense_messages(lr_weights(0.1), model, seq=1, model_kind="lr"))
     client = TestClient(create_app(Server(cfg)))
     client.__enter__()
     deadline = time.monotonic() + 30

@@ -51,7 +51,7 @@ def delta(seq: int, model: str) -> list:
 
 def test_kill_9_restart_resumes_with_no_delta_lost(cfg: Config, tmp_path: Path) -> None:
     topic, p, model = cfg.topics.name("params"), producer(cfg), cfg.model.model_id
-    publish(p, topic, dense_messages(lr_weights(0.0), model, seq=1))
+    publish(p, topic, dense_messages(lr_weights(0.0), model, seq=1, model_kind="lr"))
     for seq in range(1, 6):
         publish(p, topic, delta(seq, model))
     port, log = free_port(), tmp_path / "serve.log"

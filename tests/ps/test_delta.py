@@ -80,12 +80,13 @@ def test_dense_round_trip_with_large_arrays_split() -> None:
         "step": np.array(7, dtype=np.int64),
         "empty": np.zeros((0, 4), np.float32),
     }
-    msgs = encode_dense(weights, seq=9, max_part_bytes=32 * 1024, **META)
+    msgs = encode_dense(weights, model_kind="deepfm", seq=9, max_part_bytes=32 * 1024, **META)
     assert len(msgs) > 5 and all(len(v) <= 32 * 1024 for _, v in msgs)
     assert {k for k, _ in msgs} == {b"m/dense/1"}
     asm = DeltaAssembler()
     done = [u for _, v in reversed(msgs) if (u := asm.feed(v)) is not None]
     assert len(done) == 1 and done[0].meta.kind == "dense"
+    assert done[0].meta.model_kind == "deepfm"
     got = done[0].payload
     assert set(got) == set(weights)
     for name, arr in weights.items():
@@ -103,7 +104,7 @@ def test_rejects_foreign_messages_and_objects() -> None:
     with pytest.raises(ValueError, match="not a Freshet delta"):
         decode(sink.getvalue().to_pybytes())
     with pytest.raises(TypeError, match="not numeric"):
-        encode_dense({"o": np.array([object()])}, seq=0, **META)
+        encode_dense({"o": np.array([object()])}, model_kind="lr", seq=0, **META)
     with pytest.raises(ValueError, match="max_part_bytes"):
         encode_sparse(pa.RecordBatch.from_pydict({"b": [b"x" * 5000] * 2}), seq=0,
                       max_part_bytes=2048, **META)

@@ -100,7 +100,7 @@ def start(cfg: Config) -> TestClient:
     vals = np.zeros((100, 16), np.float32)
     vals[:, 0] = items * 0.01
     publish(p, topic, sparse_messages(sparse_rows({"item_id": (items, vals)}), model, seq=1))
-    publish(p, topic, dense_messages(lr_weights(0.1), model, seq=1))
+    publish(p, topic, dense_messages(lr_weights(0.1), model, seq=1, model_kind="lr"))
     client = TestClient(create_app(Server(cfg)), raise_server_exceptions=False)
     client.__enter__()
     deadline = time.monotonic() + 30

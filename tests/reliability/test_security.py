@@ -155,7 +155,8 @@ def serving(cfg: Config, **settings: object) -> TestClient:
 
     cfg = dataclasses.replace(cfg, serving=dataclasses.replace(cfg.serving, **settings))
     publish(producer(cfg), cfg.topics.name("params"),
-            dense_messages(lr_weights(0.0), cfg.model.model_id, seq=1))
+            dense_messages(lr_weights(0.0), cfg.model.model_id, seq=1,
+                           model_kind="lr"))
     server = Server(cfg)
     client = TestClient(create_app(server), raise_server_exceptions=False)
     client.__enter__()

@@ -54,7 +54,7 @@ def deepfm(sign: float, seq: int, bias: float = 0.0) -> DenseModel:
     w = {"bias": np.array([bias], np.float32), "mlp/0/kernel": k0,
          "mlp/0/bias": np.ones(1, np.float32),
          "mlp/out/kernel": np.array([[sign]], np.float32), "mlp/out/bias": np.zeros(1, np.float32)}
-    return DenseModel(w, shard=0, seq=seq, watermark_ms=0, wall_time_ms=0)
+    return DenseModel(w, shard=0, seq=seq, watermark_ms=0, wall_time_ms=0, kind="deepfm")
 
 
 def test_gate_decisions() -> None:
@@ -77,7 +77,7 @@ def test_gate_decisions() -> None:
     assert not d.accepted and "non-finite" in d.reason
 
     no_bias = DenseModel({k: v for k, v in deepfm(1.0, 5).weights.items() if k != "bias"},
-                         0, 5, 0, 0)
+                         0, 5, 0, 0, "deepfm")
     d = gate.check(no_bias, good, state, window)
     assert not d.accepted and "does not score" in d.reason
 

@@ -161,9 +161,11 @@ def test_rejected_dense_update_leaves_old_model_serving(cfg: Config) -> None:
         for i in ids])))
     slots = [s.name for s in cfg.model.slots]
     gate = ValidationGate(numpy_forward(), slots, 16, margin=0.01, min_examples=100)
-    publish(p, topic, dense_messages(deepfm(+1.0), MODEL, seq=1)
-            + dense_messages(deepfm(-1.0), MODEL, seq=2)  # ranks every pair wrong
-            + dense_messages({"bias": np.array([np.inf], np.float32)}, MODEL, seq=3))
+    publish(p, topic, dense_messages(deepfm(+1.0), MODEL, seq=1, model_kind="deepfm")
+            # ranks every pair wrong
+            + dense_messages(deepfm(-1.0), MODEL, seq=2, model_kind="deepfm")
+            + dense_messages({"bias": np.array([np.inf], np.float32)}, MODEL, seq=3,
+                             model_kind="deepfm"))
     ld = loader_for(cfg, gate=gate, window=window)
     pump(ld, lambda: len(ld.decisions) == 3)
     assert ld.state.dense.seq == 1 and ld.state.versions.model == 1
@@ -175,6 +177,7 @@ def test_rejected_dense_update_leaves_old_model_serving(cfg: Config) -> None:
     # The old model still scores: clicked items above the others.
     view = ld.state.read({"item_id": ids})
     logits = numpy_forward()(view.dense.weights, np.stack(
-        [np.zeros((n, 16)), view.embeddings["item_id"], np.zeros((n, 16))], axis=1))
+        [np.zeros((n, 16)), view.embeddings["item_id"], np.zeros((n, 16))], axis=1),
+        view.dense.kind)
     assert (logits[labels == 1].min() > logits[labels == 0].max())
     ld._consumer.close()

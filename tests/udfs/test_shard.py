@@ -166,8 +166,9 @@ def test_finish_reports_final_figures_and_dense_weights(streams: SimpleNamespace
         w.process(m)
     out = w.finish()
     asm = DeltaAssembler()
-    kinds = {u.meta.kind for _, v in out.params if (u := asm.feed(v)) is not None}
-    assert kinds == {"dense"}  # sparse rows already went out (sync interval 0)
+    updates = [u for _, v in out.params if (u := asm.feed(v)) is not None]
+    assert {u.meta.kind for u in updates} == {"dense"}  # sparse rows went out (interval 0)
+    assert {u.meta.model_kind for u in updates} == {"deepfm"}  # serving scores by it
 
     final = [json.loads(m) for m in out.metrics if '"final":"true"' in m.replace(" ", "")]
     by_name = {m["name"]: m for m in final}

@@ -46,10 +46,11 @@ def test_scores_come_before_the_update_and_match_numpy_forward(streams: SimpleNa
         rows = tr.tables.lookup(name, ids)
         for b in range(len(batch)):
             pooled[b, s] = rows[offsets[b] : offsets[b + 1]].sum(axis=0)
-    expected = numpy_forward(tr.dense_weights(), pooled)
+    expected = numpy_forward(tr.dense_weights(), pooled, "deepfm")
     got = tr.train_batch(batch).logits
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(numpy_forward(tr.dense_weights(), pooled), expected)  # it trained
+    trained = numpy_forward(tr.dense_weights(), pooled, "deepfm")
+    assert not np.allclose(trained, expected)  # it trained
 
 
 def test_sparse_rows_get_the_sum_of_their_examples_gradients(streams: SimpleNamespace) -> None:

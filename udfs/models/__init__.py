@@ -1,27 +1,38 @@
-"""Dense parts of the models: a Keras model for training, a NumPy forward for serving.
+"""The dense parts of the models: one :class:`Architecture` per ``model.kind``.
 
-Every model takes the slot embeddings pooled per example, shape ``(batch, slots, dim)``,
-and returns one logit per example. Column 0 of each slot's embedding is that slot's
-first-order (linear) weight; columns ``1:`` are its factor vector (DeepFM only).
+Each model is one module here (``deepfm.py``, ``lr.py``, ...) holding one class that
+owns its Keras build (for the trainer), its NumPy forward (for serving) and its
+weights' names; :mod:`udfs.models.registry` lists them by kind. ``base.py`` says what
+a model must provide.
 
-The Keras functions are imported lazily: serving imports ``numpy_forward`` from here
-and must not pay for TensorFlow (seconds and hundreds of MB).
+This package sits at the bottom of the layers with ``ps`` (``tests/test_layers.py``):
+``freshet.config`` validates ``model.kind`` against the registry, and serving scores
+with the NumPy forwards, so nothing here imports the project, and TensorFlow is
+imported only when a Keras model is built. The names below load on first use
+(PEP 562): the config imports the registry at every load, without NumPy.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from udfs.models.numpy_forward import numpy_forward
+_HOME = {  # name -> the module that defines it
+    **dict.fromkeys(("UnknownModelKind", "architecture", "model_kinds", "numpy_forward"),
+                    "udfs.models.registry"),
+    **dict.fromkeys(("Architecture", "export_weights", "import_weights"), "udfs.models.base"),
+}
 
-_KERAS = ("build_model", "export_weights", "import_weights")
-
-__all__ = [*_KERAS, "numpy_forward"]
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _KERAS:
-        from udfs.models import keras_models
-
-        return getattr(keras_models, name)
+    if name in _HOME:
+        value = getattr(importlib.import_module(_HOME[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'udfs.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})

@@ -57,8 +57,9 @@ def test_no_torn_read_across_concurrent_updates(precision: str) -> None:
 def test_dense_swap_is_one_reference_and_versions_count() -> None:
     state = ServingState(SLOTS)
     assert state.read({}).dense is None
-    m1 = DenseModel(lr_weights(0.5), shard=0, seq=1, watermark_ms=0, wall_time_ms=0)
-    m2 = DenseModel(lr_weights(-0.5), shard=0, seq=2, watermark_ms=0, wall_time_ms=0)
+    m1 = DenseModel(lr_weights(0.5), shard=0, seq=1, watermark_ms=0, wall_time_ms=0, kind="lr")
+    m2 = DenseModel(lr_weights(-0.5), shard=0, seq=2, watermark_ms=0, wall_time_ms=0,
+                    kind="lr")
     assert state.set_dense(m1) == 1
     held = state.read({}).dense  # a request in flight keeps the model it started with
     assert state.set_dense(m2) == 2

@@ -24,7 +24,7 @@ def filled_state(value: float) -> ServingState:
     ids = np.arange(100)
     vals = np.full((100, 4), value, np.float32)
     state.apply_sparse(sparse_rows({"user_id": (ids, vals), "item_id": (ids * 7, vals)}), 1, 42)
-    state.set_dense(DenseModel(deepfm_weights(4, 2, hidden=(8,)), 0, 9, 40, 41))
+    state.set_dense(DenseModel(deepfm_weights(4, 2, hidden=(8,)), 0, 9, 40, 41, "deepfm"))
     return state
 
 
@@ -45,7 +45,7 @@ def test_round_trip(tmp_path: Path) -> None:
     got, got_pos = load(tmp_path)
     assert got_pos == pos
     assert got.versions == state.versions
-    assert got.dense.seq == 9 and got.dense.watermark_ms == 40
+    assert got.dense.seq == 9 and got.dense.watermark_ms == 40 and got.dense.kind == "deepfm"
     for k, w in state.dense.weights.items():
         np.testing.assert_array_equal(got.dense.weights[k], w)
     ids = {"user_id": np.arange(101), "item_id": np.arange(101) * 7}
