@@ -273,12 +273,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):
-            value = json.loads(value)
+            value = _json(value, where, "list", list)
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, vt = typing.get_args(tp)
         if isinstance(value, str):
-            value = json.loads(value)
+            value = _json(value, where, "table", dict)
         return {str(k): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, str):
@@ -292,6 +292,31 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tp(value)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from e
+
+
+def _json(text: str, where: str, kind: str, tp: type) -> Any:
+    """A list or table given as text: an environment variable's JSON.
+
+    Examples
+    --------
+    >>> _json('[1, 2]', "model.hidden", "list", list)
+    [1, 2]
+    >>> _json("user_id,item_id", "model.slots", "list", list)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    freshet.errors.ConfigError: model.slots (FRESHET__MODEL__SLOTS): expected a JSON list ...
+    """
+    name = ENV_PREFIX + where.upper().replace(".", "__")
+    example = "[1, 2]" if tp is list else '{"a": 1}'
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where} ({name}): expected a JSON {kind} such as {example}, "
+                          f"got {text!r} ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where} ({name}): expected a JSON {kind} such as {example}, "
+                          f"got {text!r}")
+    return value
 
 
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:

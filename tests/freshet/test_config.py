@@ -61,3 +61,10 @@ def test_unknown_model_kind_fails_at_load_naming_the_known_ones(tmp_path: Path) 
     with pytest.raises(ConfigError) as e:
         load_config(f, environ={})
     assert str(e.value) == f"model.kind: 'dcn2' is not one of {', '.join(model_kinds())}"
+
+
+@pytest.mark.parametrize("value", ["user_id,item_id", '{"name": "user_id"}'])
+def test_a_list_variable_that_is_not_a_json_list_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^model\.slots \(FRESHET__MODEL__SLOTS\): "
+                                          r"expected a JSON list"):
+        load_config(path=None, environ={"FRESHET__MODEL__SLOTS": value})
