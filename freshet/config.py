@@ -179,6 +179,8 @@ class TrainConfig:
     eval_window: int = 10_000  # examples per progressive-evaluation window (metrics topic)
     tf_threads: int = 1  # TensorFlow intra/inter-op threads per trainer process
     backend: str = "cuckoo"  # cuckoo | hashed (ps tables)
+    # backend "hashed": rows per slot table; IDs share a row by hash (collisions).
+    hashed_rows: int = 0
     seed: int = 0
     # Batches appended to the state's delta log before it is compacted into a snapshot.
     compact_every: int = 256
@@ -212,6 +214,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _one_of("train.order", self.order, ORDERS)
         _one_of("train.backend", self.backend, TABLE_BACKENDS)
+        if self.backend == "hashed" and self.hashed_rows <= 0:
+            raise ConfigError("train.backend = 'hashed' needs train.hashed_rows > 0 (rows "
+                              f"per slot table), got {self.hashed_rows}")
 
 
 @dataclass(frozen=True)

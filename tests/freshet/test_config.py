@@ -68,3 +68,11 @@ def test_a_list_variable_that_is_not_a_json_list_names_the_variable(value: str) 
     with pytest.raises(ConfigError, match=r"^model\.slots \(FRESHET__MODEL__SLOTS\): "
                                           r"expected a JSON list"):
         load_config(path=None, environ={"FRESHET__MODEL__SLOTS": value})
+
+
+def test_hashed_tables_need_their_row_count_at_load() -> None:
+    with pytest.raises(ConfigError, match=r"train\.hashed_rows > 0"):
+        load_config(path=None, environ={"FRESHET__TRAIN__BACKEND": "hashed"})
+    cfg = load_config(path=None, environ={"FRESHET__TRAIN__BACKEND": "hashed",
+                                          "FRESHET__TRAIN__HASHED_ROWS": "1000"})
+    assert (cfg.train.backend, cfg.train.hashed_rows) == ("hashed", 1000)

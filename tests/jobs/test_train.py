@@ -132,3 +132,25 @@ def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
     assert sum(m["value"] for m in done) == 16 * PER_MESSAGE
     fingerprint = sum(int(m["labels"]["fingerprint"]) for m in done) % (1 << 63)
     assert fingerprint == ledger_of(batches).fingerprint
+
+
+def test_hashed_tables_train_through_the_flink_job(cfg: Config) -> None:
+    """``train.backend = "hashed"`` (with ``train.hashed_rows``) reaches the Flink worker's
+    tables: a bounded job trains every example on them."""
+    cfg = dataclasses.replace(
+        cfg,
+        model=ModelConfig(kind="deepfm", hidden=[16],
+                          slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id", "genre")]),
+        train=TrainConfig(parallelism=1, micro_batch=64, eval_window=2000, backend="hashed",
+                          hashed_rows=50),
+    )
+    batches = stream()[:4]
+    p = kafka.producer(cfg)
+    for m, batch in enumerate(batches):
+        p.produce(cfg.topics.name("examples"), encode_examples(batch), partition=m % 4)
+    assert p.flush(10) == 0
+    end = kafka.end_offsets(cfg, cfg.topics.name("examples"))
+    build(cfg, start={q: 0 for q in end}, stop=end).execute("test-hashed")
+    done = finals(cfg)
+    assert [m["value"] for m in done] == [4 * PER_MESSAGE]
+    assert done[0]["labels"]["fingerprint"] == str(ledger_of(batches).fingerprint)

@@ -105,3 +105,20 @@ def test_dense_state_round_trips(streams: SimpleNamespace) -> None:
     for k, v in a.dense_state().items():
         np.testing.assert_array_equal(b.dense_state()[k], v, err_msg=k)
     assert b.ledger == a.ledger and b.eval.auc() == a.eval.auc()
+
+
+def test_train_backend_hashed_reaches_the_tables(streams: SimpleNamespace) -> None:
+    """``train.backend = "hashed"`` with ``train.hashed_rows``: every slot gets a hashed
+    table of that many rows, and the model still learns."""
+    from ps import HashedTable
+
+    train = TrainConfig(micro_batch=32, eval_window=512, backend="hashed", hashed_rows=64)
+    tr = Trainer(streams.model_config("deepfm"), train)
+    assert all(isinstance(s.table, HashedTable) for s in tr.tables.slots.values())
+    windows = []
+    for m in streams.messages(streams.examples(4000), size=256):
+        tr.train_batch(ExampleBatch.from_json(m))
+        if tr.eval.window_full():
+            windows.append(tr.eval.take_window()["auc"])
+    assert max(len(s) for s in tr.tables.slots.values()) <= 64
+    assert windows[-1] > 0.7, windows
