@@ -127,6 +127,8 @@ class Progress:
         labels = m.get("labels", {})
         if m.get("job") != "train" or labels.get("final") == "true":
             return None
+        if m["name"] == "warning":  # a mistake in the config or the data: say it at once
+            return f"  warning: {labels.get('message', '')}"
         shard = labels.get("shard", "0")
         self.order = labels.get("order", self.order)
         if m["name"] == "trained_examples":

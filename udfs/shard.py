@@ -23,6 +23,7 @@ from ps.delta import encode_dense, encode_sparse
 from udfs.hold import ArrivalHold, EventTimeHold
 from udfs.param_sync import SparseBuffer, Versions
 from udfs.shard_state import StateStore, pack_meta, unpack_meta
+from udfs.slot_check import SlotCheck
 from udfs.trainer import Trainer
 
 JOB = "train"
@@ -64,6 +65,7 @@ class ShardWorker:
         self.event_time = cfg.train.order == "event_time"
         t = cfg.train
         # Examples wait in the hold (and the state's held list) until trained together.
+        self.slot_check = SlotCheck([slot.name for slot in cfg.model.slots])
         self.hold: EventTimeHold | ArrivalHold = (
             EventTimeHold(t.micro_batch, t.max_hold_s, t.batch_examples, t.batch_wait_ms / 1000)
             if self.event_time else ArrivalHold(t.batch_examples, t.batch_wait_ms / 1000))
@@ -118,6 +120,10 @@ class ShardWorker:
             out.metrics.append(Metric(JOB, "restored_examples", self.restored_examples,
                                       labels=labels).to_json().decode())
         self._announced = True
+        for warning in self.slot_check.add(rows):
+            log.warning("train shard %d: %s", self.shard, warning)
+            out.metrics.append(Metric(JOB, "warning", 1, labels={
+                "shard": str(self.shard), "message": warning}).to_json().decode())
         late = self.hold.add(rows, time.monotonic())
         self.state.append_held(value)  # the only state write of a message that trains none
         self.held_written += len(rows)

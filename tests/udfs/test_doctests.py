@@ -9,7 +9,8 @@ import importlib
 import pytest
 
 MODULES = ["udfs.evaluation", "udfs.pooling", "udfs.popularity", "udfs.routing",
-           "udfs.param_sync", "udfs.shard_state", "udfs.trainer", "udfs.models.base",
+           "udfs.param_sync", "udfs.shard_state", "udfs.slot_check", "udfs.trainer",
+           "udfs.models.base",
            "udfs.models.registry",
            "jobs.train", "jobs.replay", "udfs.hold"]
 

@@ -405,3 +405,22 @@ def test_a_paused_stream_still_reports_its_last_trained_examples(
     reports = [json.loads(m) for m in out.metrics]
     assert [m["value"] for m in reports if m["name"] == "trained_examples"] == [64]
     assert w.reported == 64  # nothing left to report: no timer for it
+
+
+def test_a_configured_slot_the_examples_never_carry_is_named_once(
+        streams: SimpleNamespace) -> None:
+    """``genres`` configured, ``genre`` sent: after the first 1,000 examples the shard
+    reports it on the metrics topic (``freshet train`` prints it), once."""
+    cfg = make_cfg(streams, sync_s=1e9)
+    slots = [*cfg.model.slots, dataclasses.replace(cfg.model.slots[0], name="genres")]
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, slots=slots))
+    w = ShardWorker(cfg, 0, MemoryState())
+    warnings = []
+    for m in streams.messages(streams.examples(2000, seed=4), size=250):
+        out = w.process(m)
+        warnings += [json.loads(x) for x in out.metrics if json.loads(x)["name"] == "warning"]
+    assert len(warnings) == 1
+    message = warnings[0]["labels"]["message"]
+    assert message.startswith("slot genres is configured but none of the first 1,000")
+    carried = {s.name for s in cfg.model.slots if s.name != "genres"}
+    assert message.endswith("they carry: " + ", ".join(sorted(carried)))
