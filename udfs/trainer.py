@@ -32,10 +32,10 @@ import numpy as np
 from freshet.config import ModelConfig, TrainConfig
 from freshet.topics import ExampleBatch
 from ps.config import SlotConfig
+from ps.pooling import pool_sum, scatter_sum, unique_inverse
 from udfs.evaluation import ProgressiveEval
 from udfs.first_order import step_first_order
 from udfs.models import architecture, export_weights, import_weights
-from udfs.pooling import pool_sum, scatter_sum, unique_inverse
 
 _NO_IDS = np.zeros(0, np.int64)
 

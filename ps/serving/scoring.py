@@ -2,7 +2,8 @@
 
 The pooled input is what the trainer feeds its dense part: shape
 ``(examples, slots, dim)`` in the model config's slot order, each slot's embedding
-summed over the example's IDs (``udfs/pooling.py``). The dense forward is a plain
+summed over the example's IDs by the trainer's own kernel (:func:`ps.pooling.pool_sum`),
+so serving pools exactly as training did. The dense forward is a plain
 function ``forward(weights, pooled, kind) -> logits`` (the trainer's NumPy forward of
 the ``kind`` model, see ``jobs/serve.py``), so serving never imports TensorFlow.
 
@@ -24,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ps.pooling import pool_sum
+
 # forward(weights, pooled (n, slots, dim), model kind) -> logits (n,)
 Forward = Callable[[Mapping[str, np.ndarray], np.ndarray, str], np.ndarray]
 
@@ -40,15 +43,14 @@ def csr(lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
 def pool_csr(rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Per example, the sum of its rows: ``(len(offsets) - 1, dim)`` float32.
 
-    Cumulative sums in float64, differenced at the offsets: vectorized, and an
-    example without IDs gets zeros.
+    ``rows`` holds one row per ID occurrence, in CSR order; the sum is the trainer's
+    (:func:`ps.pooling.pool_sum`, same order of additions), and an example without IDs
+    gets zeros.
     """
     n = len(offsets) - 1
     if len(rows) == n and np.array_equal(offsets, np.arange(n + 1)):
         return rows  # one ID per example (the usual case): nothing to add up
-    cs = np.zeros((len(rows) + 1, rows.shape[1]), np.float64)
-    np.cumsum(rows, axis=0, out=cs[1:])
-    return (cs[offsets[1:]] - cs[offsets[:-1]]).astype(np.float32)
+    return pool_sum(rows, np.arange(len(rows)), offsets)
 
 
 def pool_slots(

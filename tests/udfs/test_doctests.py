@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-MODULES = ["udfs.evaluation", "udfs.pooling", "udfs.popularity", "udfs.routing",
+MODULES = ["udfs.evaluation", "udfs.popularity", "udfs.routing",
            "udfs.param_sync", "udfs.shard_state", "udfs.slot_check", "udfs.trainer",
            "udfs.models.base",
            "udfs.models.registry",
