@@ -109,23 +109,30 @@ def test_replay_then_online_trains_each_example_once_and_params_rebuild_the_mode
         np.testing.assert_array_equal(v, arrays[f"w/{k}"])
 
 
-def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
-    cfg: Config,
-) -> None:
+def train_bounded(cfg: Config, train: TrainConfig, messages: int, name: str) -> tuple:
+    """The first ``messages`` of :func:`stream` through a bounded training job with
+    ``train``; returns (the batches, the final ``trained_examples`` reports)."""
     cfg = dataclasses.replace(
         cfg,
         model=ModelConfig(kind="deepfm", hidden=[16],
                           slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id", "genre")]),
-        train=TrainConfig(parallelism=2, micro_batch=64, eval_window=2000),
+        train=train,
     )
-    batches = stream()[:16]
+    batches = stream()[:messages]
     p = kafka.producer(cfg)
     for m, batch in enumerate(batches):
         p.produce(cfg.topics.name("examples"), encode_examples(batch), partition=m % 4)
     assert p.flush(10) == 0
     end = kafka.end_offsets(cfg, cfg.topics.name("examples"))
-    build(cfg, start={q: 0 for q in end}, stop=end).execute("test-two-shards")
-    done = finals(cfg)
+    build(cfg, start={q: 0 for q in end}, stop=end).execute(name)
+    return batches, finals(cfg)
+
+
+def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
+    cfg: Config,
+) -> None:
+    batches, done = train_bounded(
+        cfg, TrainConfig(parallelism=2, micro_batch=64, eval_window=2000), 16, "test-two-shards")
     assert sorted(m["labels"]["subtask"] for m in done) == ["0", "1"]
     assert sorted(m["labels"]["shard"] for m in done) == ["0", "1"]
     assert all(m["value"] > 0 for m in done)  # both shards got messages
@@ -137,20 +144,8 @@ def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
 def test_hashed_tables_train_through_the_flink_job(cfg: Config) -> None:
     """``train.backend = "hashed"`` (with ``train.hashed_rows``) reaches the Flink worker's
     tables: a bounded job trains every example on them."""
-    cfg = dataclasses.replace(
-        cfg,
-        model=ModelConfig(kind="deepfm", hidden=[16],
-                          slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id", "genre")]),
-        train=TrainConfig(parallelism=1, micro_batch=64, eval_window=2000, backend="hashed",
-                          hashed_rows=50),
-    )
-    batches = stream()[:4]
-    p = kafka.producer(cfg)
-    for m, batch in enumerate(batches):
-        p.produce(cfg.topics.name("examples"), encode_examples(batch), partition=m % 4)
-    assert p.flush(10) == 0
-    end = kafka.end_offsets(cfg, cfg.topics.name("examples"))
-    build(cfg, start={q: 0 for q in end}, stop=end).execute("test-hashed")
-    done = finals(cfg)
+    train = TrainConfig(parallelism=1, micro_batch=64, eval_window=2000, backend="hashed",
+                        hashed_rows=50)
+    batches, done = train_bounded(cfg, train, 4, "test-hashed")
     assert [m["value"] for m in done] == [4 * PER_MESSAGE]
     assert done[0]["labels"]["fingerprint"] == str(ledger_of(batches).fingerprint)
