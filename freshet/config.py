@@ -39,6 +39,9 @@ def _one_of(where: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
 
 
+DELIVERIES = ("exactly_once", "at_least_once")
+
+
 @dataclass(frozen=True)
 class KafkaConfig:
     # Empty means: use the embedded broker started by `freshet broker` (read from work_dir).
@@ -126,7 +129,7 @@ class JoinerConfig:
     state_backend: str = "rocksdb"
 
     def __post_init__(self) -> None:
-        _one_of("joiner.delivery", self.delivery, ("exactly_once", "at_least_once"))
+        _one_of("joiner.delivery", self.delivery, DELIVERIES)
         _one_of("joiner.state_backend", self.state_backend, ("rocksdb", "hashmap"))
 
 
@@ -159,7 +162,7 @@ class SyncConfig:
     params_delivery: str = "at_least_once"
 
     def __post_init__(self) -> None:
-        _one_of("sync.params_delivery", self.params_delivery, ("exactly_once", "at_least_once"))
+        _one_of("sync.params_delivery", self.params_delivery, DELIVERIES)
 
 
 ORDERS = ("arrival", "event_time")
@@ -313,14 +316,13 @@ def _json(text: str, where: str, kind: str, tp: type) -> Any:
     """
     name = ENV_PREFIX + where.upper().replace(".", "__")
     example = "[1, 2]" if tp is list else '{"a": 1}'
+    wanted = f"{where} ({name}): expected a JSON {kind} such as {example}, got {text!r}"
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{where} ({name}): expected a JSON {kind} such as {example}, "
-                          f"got {text!r} ({e.msg} at line {e.lineno} column {e.colno})") from None
+        raise ConfigError(f"{wanted} ({e.msg} at line {e.lineno} column {e.colno})") from None
     if not isinstance(value, tp):
-        raise ConfigError(f"{where} ({name}): expected a JSON {kind} such as {example}, "
-                          f"got {text!r}")
+        raise ConfigError(wanted)
     return value
 
 
