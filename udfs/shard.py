@@ -64,8 +64,8 @@ class ShardWorker:
         self.sparse = SparseBuffer()
         self.event_time = cfg.train.order == "event_time"
         t = cfg.train
-        # Examples wait in the hold (and the state's held list) until trained together.
         self.slot_check = SlotCheck([slot.name for slot in cfg.model.slots])
+        # Examples wait in the hold (and the state's held list) until trained together.
         self.hold: EventTimeHold | ArrivalHold = (
             EventTimeHold(t.micro_batch, t.max_hold_s, t.batch_examples, t.batch_wait_ms / 1000)
             if self.event_time else ArrivalHold(t.batch_examples, t.batch_wait_ms / 1000))
