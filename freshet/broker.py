@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freshet.config import Config
+from freshet.errors import FreshetError
 
 FOREVER_MS = str(2**63 - 1)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(FreshetError, RuntimeError):
     """The embedded broker could not be started or reached."""
 
 

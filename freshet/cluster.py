@@ -28,9 +28,10 @@ from typing import Any
 import yaml
 
 from freshet.broker import free_port
+from freshet.errors import FreshetError
 
 
-class ClusterError(RuntimeError):
+class ClusterError(FreshetError, RuntimeError):
     """The cluster did not start, or did not reach the wanted state in time."""
 
 

@@ -25,13 +25,14 @@ from pathlib import Path
 from confluent_kafka import KafkaException, TopicCollection
 
 from freshet.config import Config
+from freshet.errors import FreshetError
 from freshet.kafka import admin
 
 log = logging.getLogger("freshet.guard")
 EXIT_CODE = 3  # what `freshet train` / `freshet join` exit with on a topic reset
 
 
-class TopicsReset(RuntimeError):
+class TopicsReset(FreshetError, RuntimeError):
     """A topic the job reads or writes was deleted or recreated on the broker."""
 
 

@@ -30,6 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from freshet.errors import FreshetError
+
 ROOT = Path(__file__).resolve().parents[1]
 JVM = ROOT / "jvm"
 JAVA_SOURCES = ROOT / "udfs" / "java"
@@ -42,7 +44,7 @@ OBSOLETE = ("flink-connector-kafka.jar", "kafka-clients.jar")
 _STAMP = JVM / "target" / "built.sha256"
 
 
-class JvmBuildError(RuntimeError):
+class JvmBuildError(FreshetError, RuntimeError):
     """Maven could not build the JVM side."""
 
 

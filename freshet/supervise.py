@@ -25,8 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from freshet.errors import FreshetError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(FreshetError, RuntimeError):
     """A child process failed to start, exited early, or did not get ready."""
 
 

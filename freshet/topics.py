@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 import orjson
 
+from freshet.errors import FreshetError
+
 SCHEMA_VERSION = 1
 
 # Logical topic name -> what it carries. Physical names are prefixed by the config.
@@ -41,7 +43,7 @@ TOPICS: dict[str, str] = {
 ACTION_TYPES: tuple[str, ...] = ("click", "like", "finish")
 
 
-class SchemaError(ValueError):
+class SchemaError(FreshetError, ValueError):
     """An event does not match its schema; the message says which field and why."""
 
 

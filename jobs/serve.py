@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 
 from freshet.broker import BrokerError
 from freshet.config import Config, load_config
+from freshet.errors import FreshetError
 from ps.serving.demotion import RecentImpressions
 from ps.serving.metrics import ServingMetrics
 from ps.serving.scoring import Forward, candidate_inputs, pool_candidates, sigmoid
@@ -114,7 +115,7 @@ def numpy_forward() -> Forward:
     return model_forward
 
 
-class NoModel(RuntimeError):
+class NoModel(FreshetError, RuntimeError):
     """No dense model has been loaded yet."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # unit (dotted prefix; the longest that matches wins) -> rank: import own unit or lower only
 LAYERS = {
+    "freshet.errors": -1,  # the root exception: every package's errors derive from it
     "ps": 0,               # the library: tables, slots, optimizers, filters, their configs
     "udfs.models": 0,      # the dense models by kind: config checks kinds, serving runs them
     "freshet": 1,          # the ground: errors, config, topics, kafka, broker, jvm, flink

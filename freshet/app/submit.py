@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freshet.config import Config
+from freshet.errors import FreshetError
 
 JOBS = ("join", "train", "replay")
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
-class SubmitError(RuntimeError):
+class SubmitError(FreshetError, RuntimeError):
     """``flink run`` failed: the message carries the tail of its output."""
 
 

@@ -26,6 +26,8 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from freshet.errors import FreshetError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -40,7 +42,7 @@ _HOME = {
 }
 
 
-class UnknownModelKind(ValueError):
+class UnknownModelKind(FreshetError, ValueError):
     """A model kind that is not registered (config, dense delta header or caller)."""
 
     def __init__(self, kind: str) -> None:
