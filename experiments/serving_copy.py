@@ -4,10 +4,14 @@ The trainer drains the rows it changed after every step; a copy buffers those dr
 (:class:`udfs.param_sync.SparseBuffer`, as the trainer job does) and, every
 ``sparse_every_s`` seconds of *event time*, takes them merged, encodes them for the
 params topic (:func:`ps.delta.encode_sparse`), reassembles them
-(:class:`ps.delta.DeltaAssembler`) and applies them to its own tables
-(:meth:`ps.EmbeddingCollection.apply`): the path a serving process runs, minus Kafka.
-Dense weights are copied every ``dense_every_s``. It scores with the serving forward
-(:func:`udfs.models.numpy_forward`), never with TensorFlow.
+(:class:`ps.delta.DeltaAssembler`) and applies them to a
+:class:`ps.serving.state.ServingState`, the object the ranking server holds. Dense
+weights travel the same way every ``dense_every_s`` (:func:`ps.delta.encode_dense`,
+their ``model.kind`` in the header) and are swapped in with
+:meth:`~ps.serving.state.ServingState.set_dense`. A copy scores the way ``/rank`` does:
+one consistent :meth:`~ps.serving.state.ServingState.read`, pooling
+(:func:`ps.serving.scoring.pool_slots`), the model kind's NumPy forward; never
+TensorFlow. What differs from a server is only the transport: no Kafka, no HTTP.
 
 Syncs are aligned to multiples of the interval since the epoch, so a 86,400 s
 interval deploys at each UTC midnight: the daily batch model.
@@ -30,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 
 from freshet.topics import ExampleBatch
-from ps import EmbeddingCollection
 from ps.config import SlotConfig
-from ps.delta import DeltaAssembler, encode_sparse
-from ps.serving.scoring import pool_csr
+from ps.delta import DeltaAssembler, Update, encode_dense, encode_sparse
+from ps.serving.scoring import pool_slots
+from ps.serving.state import DenseModel, ServingState
 from udfs.models import numpy_forward
 from udfs.param_sync import SparseBuffer
 
@@ -82,17 +86,20 @@ class ServingCopy:
         self.name = name
         self.kind = kind
         self.slot_names = [s.name for s in slots]
-        self.tables = EmbeddingCollection(slots)  # collisionless, as serving runs
-        self.weights = dict(weights)
+        self.dim = slots[0].dim
+        self.state = ServingState(slots)  # what the ranking server holds
         self.sparse = Schedule(sparse_every_s)
         self.dense = Schedule(dense_every_s)
         self.pending = SparseBuffer()
         self.assembler = DeltaAssembler()
         self.synced_steps = 0  # trainer steps whose rows this copy holds
         self.syncs = 0
-        self.bytes = 0  # params-topic bytes received
+        self.dense_syncs = 0
+        self.bytes = 0  # params-topic bytes of sparse updates received
+        self.dense_bytes = 0
         self.logits: list[np.ndarray] = []
         self.stale: list[np.ndarray] = []
+        self._deploy(weights, ts_ms=0)
 
     def add_drain(self, delta: pa.RecordBatch) -> None:
         """Rows the trainer changed in one step (kept until the next sparse sync)."""
@@ -105,7 +112,7 @@ class ServingCopy:
         current dense weights (called only when a dense sync is due).
         """
         if self.dense.due(ts_ms):
-            self.weights = dict(dense())
+            self._deploy(dense(), ts_ms)
         if not self.sparse.due(ts_ms):
             return
         # One drain needs no merging (merge_rows would copy it unchanged).
@@ -116,19 +123,44 @@ class ServingCopy:
         self.syncs += 1
         if rows is None:
             return
-        for _key, value in encode_sparse(rows, model_id="copy", shard=0, seq=self.syncs,
-                                         watermark_ms=ts_ms, wall_time_ms=0):
-            self.bytes += len(value)
+        update, size = self._receive(encode_sparse(rows, model_id="copy", shard=0,
+                                                   seq=self.syncs, watermark_ms=ts_ms,
+                                                   wall_time_ms=0))
+        self.bytes += size
+        self.state.apply_sparse(update.payload, update.meta.shard, update.meta.watermark_ms)
+
+    def _deploy(self, weights: Mapping[str, np.ndarray], ts_ms: int) -> None:
+        """Dense weights through the params encoding, swapped in as the server does."""
+        self.dense_syncs += 1
+        update, size = self._receive(encode_dense(weights, model_kind=self.kind,
+                                                  model_id="copy", shard=0,
+                                                  seq=self.dense_syncs, watermark_ms=ts_ms,
+                                                  wall_time_ms=0))
+        self.dense_bytes += size
+        m = update.meta
+        self.state.set_dense(DenseModel(update.payload, m.shard, m.seq, m.watermark_ms,
+                                        m.wall_time_ms, m.model_kind))
+
+    def _receive(self, messages: Sequence[tuple[bytes, bytes]]) -> tuple[Update, int]:
+        """One update reassembled from its parts, and its params-topic bytes."""
+        update, size = None, 0
+        for _key, value in messages:
+            size += len(value)
             update = self.assembler.feed(value)
-            if update is not None:
-                self.tables.apply(update.payload)
+        assert update is not None, "the last part completes the update"
+        return update, size
+
+    @property
+    def weights(self) -> Mapping[str, np.ndarray]:
+        """The dense weights being served."""
+        assert self.state.dense is not None
+        return self.state.dense.weights
 
     def score(self, batch: ExampleBatch) -> np.ndarray:
-        """Logits of the batch with this copy's rows and weights (serving's forward)."""
-        n, dim = len(batch), self.tables.dim(self.slot_names[0])
-        pooled = np.zeros((n, len(self.slot_names), dim), np.float32)
-        for s, name in enumerate(self.slot_names):
-            if name in batch.slots:
-                ids, offsets = batch.slots[name]
-                pooled[:, s] = pool_csr(self.tables.lookup(name, ids), offsets)
-        return numpy_forward(self.weights, pooled, self.kind)
+        """Logits of the batch as ``/rank`` scores: one read, pooling, the forward."""
+        names = [n for n in self.slot_names if n in batch.slots]
+        view = self.state.read({n: batch.slots[n][0] for n in names})
+        offsets = {n: batch.slots[n][1] for n in names}
+        pooled = pool_slots(view.embeddings, offsets, self.slot_names, len(batch), self.dim)
+        assert view.dense is not None
+        return numpy_forward(view.dense.weights, pooled, view.dense.kind)
