@@ -35,7 +35,8 @@ from ps.config import SlotConfig
 from ps.pooling import pool_sum, scatter_sum, unique_inverse
 from udfs.evaluation import ProgressiveEval
 from udfs.first_order import step_first_order
-from udfs.models import architecture, export_weights, import_weights
+from udfs.models import architecture
+from udfs.models.base import export_weights, import_weights
 
 _NO_IDS = np.zeros(0, np.int64)
 

@@ -1,4 +1,4 @@
-"""The dense parts of the models: one :class:`Architecture` per ``model.kind``.
+"""The dense parts of the models: one :class:`~udfs.models.base.Architecture` per ``model.kind``.
 
 Each model is one module here (``deepfm.py``, ``lr.py``, ...) holding one class that
 owns its Keras build (for the trainer), its NumPy forward (for serving) and its
@@ -7,32 +7,15 @@ a model must provide.
 
 This package sits at the bottom of the layers with ``ps`` (``tests/test_layers.py``):
 ``freshet.config`` validates ``model.kind`` against the registry, and serving scores
-with the NumPy forwards, so nothing here imports the project, and TensorFlow is
-imported only when a Keras model is built. The names below load on first use
-(PEP 562): the config imports the registry at every load, without NumPy.
+with the NumPy forwards, so nothing here imports the project but its root exception
+(:mod:`freshet.errors`), and TensorFlow is
+imported only when a Keras model is built. This file imports only the registry, which
+needs neither NumPy nor TensorFlow (the config checks ``model.kind`` at every load);
+what a model must provide is in :mod:`udfs.models.base`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from udfs.models.registry import UnknownModelKind, architecture, model_kinds, numpy_forward
 
-_HOME = {  # name -> the module that defines it
-    **dict.fromkeys(("UnknownModelKind", "architecture", "model_kinds", "numpy_forward"),
-                    "udfs.models.registry"),
-    **dict.fromkeys(("Architecture", "export_weights", "import_weights"), "udfs.models.base"),
-}
-
-__all__ = sorted(_HOME)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(_HOME[name]), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'udfs.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOME})
+__all__ = ["UnknownModelKind", "architecture", "model_kinds", "numpy_forward"]

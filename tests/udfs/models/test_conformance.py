@@ -24,14 +24,8 @@ from ps.delta import DeltaAssembler, encode_dense
 from ps.serving.state import ServingState
 from ps.serving.store import Position
 from server.loader import DeltaLoader
-from udfs.models import (
-    Architecture,
-    architecture,
-    export_weights,
-    import_weights,
-    model_kinds,
-    numpy_forward,
-)
+from udfs.models import architecture, model_kinds, numpy_forward
+from udfs.models.base import Architecture, export_weights, import_weights
 
 # Input shapes every model must take: several slots with an MLP, and one slot
 # without (dim 3: column 0 plus two factors).
