@@ -173,17 +173,35 @@ def read_metrics(cfg: Config, since_ms: int = 0, idle_s: float = 1.0) -> list[di
     return [m for m in out if m.get("ts", 0) >= since_ms]
 
 
-class MetricsWatch(threading.Thread):
+class _Watch(threading.Thread):
+    """A daemon thread that reads a topic until stopped; a context manager runs it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+    def __enter__(self) -> threading.Thread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class MetricsWatch(_Watch):
     """Prints the trainer's progress from the metrics topic while a job runs."""
 
     def __init__(self, cfg: Config, every_s: float = 5.0, out: TextIO | None = None,
                  since_ms: int | None = None) -> None:
-        super().__init__(daemon=True, name="metrics-watch")
+        super().__init__("metrics-watch")
         self.cfg = cfg
         self.since_ms = int(time.time() * 1000) if since_ms is None else since_ms
         self.progress = Progress(every_s)
         self.out = out  # None: sys.stderr as it is when printing
-        self.stop_event = threading.Event()
         self.metrics: list[dict[str, Any]] = []
 
     def run(self) -> None:
@@ -210,17 +228,6 @@ class MetricsWatch(threading.Thread):
                         print(line, file=self.out or sys.stderr, flush=True)
         finally:
             c.close()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(10)
-
-    def __enter__(self) -> threading.Thread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @dataclass
@@ -306,15 +313,14 @@ def train_failure(cfg: Config, messages: int, summary: TrainSummary | None, sinc
     return f"{messages:,} messages trained no example"
 
 
-class JoinWatch(threading.Thread):
+class JoinWatch(_Watch):
     """Prints how many examples and dead letters a running joiner has written."""
 
     def __init__(self, cfg: Config, examples_from: dict[int, int], dead_from: dict[int, int],
                  every_s: float = 5.0, out: TextIO | None = None) -> None:
-        super().__init__(daemon=True, name="join-watch")
+        super().__init__("join-watch")
         self.cfg, self.every_s, self.out = cfg, every_s, out
         self.starts = {"examples": examples_from, "dead_letters": dead_from}
-        self.stop_event = threading.Event()
         self.examples = self.positives = self.dead = 0
 
     def run(self) -> None:
@@ -351,14 +357,3 @@ class JoinWatch(threading.Thread):
                           flush=True)
         finally:
             c.close()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(10)
-
-    def __enter__(self) -> threading.Thread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
