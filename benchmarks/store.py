@@ -31,7 +31,7 @@ import numpy as np
 from ps.collection import EmbeddingCollection
 from ps.config import SlotConfig
 from ps.serving.state import ServingState, serving_slots
-from ps.serving.store import Position, SnapshotStore
+from ps.serving.store import Position, ServingStore
 from ps.serving.synthetic import sparse_rows
 
 DIM = 16
@@ -69,7 +69,7 @@ def benchmark(rows: int, updates: int, rows_per_update: int, rounds: int = 20,
     watch = StallWatch()
     watch.start()
     with tempfile.TemporaryDirectory() as tmp:
-        store = SnapshotStore(Path(tmp) / "store")
+        store = ServingStore(Path(tmp) / "store")
         state = ServingState(SLOTS)
         for a in range(0, rows, 500_000):
             ids = np.arange(a, min(rows, a + 500_000))
@@ -95,7 +95,7 @@ def benchmark(rows: int, updates: int, rows_per_update: int, rounds: int = 20,
         store.close()
         arrow = Path(tmp) / "arrow"
         _, arrow_s, arrow_stall = watch.timed(lambda: state.tables.snapshot(arrow))
-        with SnapshotStore(Path(tmp) / "store") as again:
+        with ServingStore(Path(tmp) / "store") as again:
             (back, _), load_s, _ = watch.timed(lambda: again.load(SLOTS))
         restored, arrow_restore_s, _ = watch.timed(
             lambda: EmbeddingCollection.restore(arrow, serving_slots(SLOTS)))

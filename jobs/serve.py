@@ -43,7 +43,7 @@ from freshet.errors import FreshetError
 from ps.serving.demotion import RecentImpressions
 from ps.serving.metrics import ServingMetrics
 from ps.serving.scoring import Forward, candidate_inputs, pool_candidates, sigmoid
-from ps.serving.store import SnapshotStore
+from ps.serving.store import ServingStore
 from server.gate import ValidationGate
 from server.impressions import ImpressionLogger, ShownRequest
 from server.loader import DeltaLoader
@@ -131,7 +131,7 @@ class Server:
         self.dim = self.slots[0].dim
         self.forward = forward or numpy_forward()
         self.metrics = ServingMetrics()
-        self.store = SnapshotStore(cfg.path(sc.snapshot_dir) / cfg.model.model_id)
+        self.store = ServingStore(cfg.path(sc.snapshot_dir) / cfg.model.model_id)
         t0 = time.monotonic()
         self.state, position = self.store.load(self.slots, sc.precision)
         self.restore_s = time.monotonic() - t0

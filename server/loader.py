@@ -37,7 +37,7 @@ from freshet.kafka import consumer, partitions
 from ps.delta import DeltaAssembler, Update
 from ps.serving.metrics import ServingMetrics
 from ps.serving.state import DenseModel, ServingState
-from ps.serving.store import Position, SnapshotStore
+from ps.serving.store import Position, ServingStore
 from server.gate import GateDecision, ValidationGate
 from server.window import ExampleWindow
 from udfs.models import UnknownModelKind, architecture
@@ -88,10 +88,10 @@ class DeltaLoader(threading.Thread):
     state : ServingState
         What is served; only this thread writes to it.
     position : Position
-        Where to resume (from :meth:`SnapshotStore.load`), empty for the beginning.
+        Where to resume (from :meth:`ServingStore.load`), empty for the beginning.
     model_id : str
         Updates of other models on the topic are skipped.
-    store : SnapshotStore, optional
+    store : ServingStore, optional
         Where to snapshot every ``snapshot_interval_s`` and on stop.
     gate, window : ValidationGate, ExampleWindow, optional
         Dense updates are validated when a gate is given.
@@ -103,7 +103,7 @@ class DeltaLoader(threading.Thread):
         state: ServingState,
         position: Position,
         model_id: str,
-        store: SnapshotStore | None = None,
+        store: ServingStore | None = None,
         gate: ValidationGate | None = None,
         window: ExampleWindow | None = None,
         metrics: ServingMetrics | None = None,

@@ -10,12 +10,12 @@ keeps it fresh.
 """
 
 from ps.serving.state import DenseModel, ServingState, View
-from ps.serving.store import Position, SnapshotStore
+from ps.serving.store import Position, ServingStore
 
 __all__ = [
     "DenseModel",
     "Position",
     "ServingState",
-    "SnapshotStore",
+    "ServingStore",
     "View",
 ]

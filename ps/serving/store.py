@@ -38,7 +38,7 @@ Examples
 >>> from ps.serving.state import DenseModel, ServingState
 >>> from ps.serving.synthetic import sparse_rows
 >>> slots = [SlotConfig("item_id", dim=2)]
->>> store = SnapshotStore(tempfile.mkdtemp())
+>>> store = ServingStore(tempfile.mkdtemp())
 >>> state, _ = store.load(slots)  # nothing saved yet: empty
 >>> _ = state.apply_sparse(sparse_rows({"item_id": ([7, 8], np.ones((2, 2)))}), 0, 5)
 >>> _ = state.set_dense(DenseModel({"bias": np.ones(1, np.float32)}, 0, 4, 0, 0, "lr"))
@@ -48,7 +48,7 @@ Examples
 >>> store.save(state, Position(offsets={0: 13}))  # rows written: one deletion
 1
 >>> store.close()  # one open handle per database and process
->>> with SnapshotStore(store.root) as again:
+>>> with ServingStore(store.root) as again:
 ...     state2, pos = again.load(slots)
 >>> pos.offsets, state2.table_rows(), state2.dense.seq, state2.versions.table
 ({0: 13}, {'item_id': 1}, 4, 2)
@@ -103,7 +103,7 @@ class _Layout:
     log_rows: int = 0
 
 
-class SnapshotStore:
+class ServingStore:
     """Saves a :class:`ServingState` and the loader's :class:`Position` incrementally and
     atomically, and loads them back.
 
@@ -152,7 +152,7 @@ class SnapshotStore:
             self._handle.close()
             self._handle = None
 
-    def __enter__(self) -> SnapshotStore:
+    def __enter__(self) -> ServingStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

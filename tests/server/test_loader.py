@@ -12,7 +12,7 @@ from freshet.config import Config
 from freshet.kafka import producer
 from freshet.topics import Example, ExampleBatch, encode_examples
 from jobs.serve import numpy_forward
-from ps.serving.store import Position, SnapshotStore
+from ps.serving.store import Position, ServingStore
 from ps.serving.synthetic import dense_messages, publish, sparse_messages, sparse_rows
 from server.gate import ValidationGate
 from server.loader import DeltaLoader
@@ -27,7 +27,7 @@ def rows(seq: int, n: int = 300, start: int = 0):
     return sparse_rows({"item_id": (ids, np.full((n, 16), float(seq), np.float32))})
 
 
-def loader_for(cfg: Config, store: SnapshotStore | None = None, **kw) -> DeltaLoader:
+def loader_for(cfg: Config, store: ServingStore | None = None, **kw) -> DeltaLoader:
     state, position = store.load(cfg.model.slots) if store else (None, Position())
     if state is None:
         from ps.serving.state import ServingState
@@ -83,7 +83,7 @@ def test_update_that_does_not_fit_is_skipped_and_loading_goes_on(cfg: Config) ->
 
 def test_restart_resumes_without_replay(cfg: Config) -> None:
     topic, p = cfg.topics.name("params"), producer(cfg)
-    store = SnapshotStore(cfg.path("serving"))
+    store = ServingStore(cfg.path("serving"))
     for seq in (1, 2, 3):
         publish(p, topic, sparse_messages(rows(seq, start=100 * seq), MODEL, seq))
     a = loader_for(cfg, store)
@@ -102,7 +102,7 @@ def test_restart_resumes_without_replay(cfg: Config) -> None:
 
 def test_snapshot_mid_update_resumes_before_its_first_part(cfg: Config) -> None:
     topic, p = cfg.topics.name("params"), producer(cfg)
-    store = SnapshotStore(cfg.path("serving"))
+    store = ServingStore(cfg.path("serving"))
     publish(p, topic, sparse_messages(rows(1), MODEL, seq=1))
     parts = sparse_messages(rows(2, n=2000, start=1000), MODEL, seq=2, max_part_bytes=16 * 1024)
     publish(p, topic, parts[:2])  # the trainer crashed (or is slow) mid-update
@@ -121,7 +121,7 @@ def test_snapshot_mid_update_resumes_before_its_first_part(cfg: Config) -> None:
 @pytest.mark.parametrize("how", ["shorter", "different"])
 def test_topic_reset_is_detected_and_reread(cfg: Config, how: str) -> None:
     topic, p = cfg.topics.name("params"), producer(cfg)
-    store = SnapshotStore(cfg.path("serving"))
+    store = ServingStore(cfg.path("serving"))
     publish(p, topic, sparse_messages(rows(7), MODEL, seq=7))
     ld = loader_for(cfg, store)
     pump(ld, lambda: ld.applied == 1)

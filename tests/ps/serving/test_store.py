@@ -13,7 +13,7 @@ from rocksdict import Options, Rdict
 import ps.serving.store as store_module
 from ps.config import SlotConfig
 from ps.serving.state import DenseModel, ServingState
-from ps.serving.store import Position, SnapshotStore
+from ps.serving.store import Position, ServingStore
 from ps.serving.synthetic import deepfm_weights, sparse_rows
 
 SLOTS = [SlotConfig("user_id", dim=4), SlotConfig("item_id", dim=4)]
@@ -29,12 +29,12 @@ def filled_state(value: float) -> ServingState:
 
 
 def save(path: Path, state: ServingState, position: Position) -> int:
-    with SnapshotStore(path) as store:
+    with ServingStore(path) as store:
         return store.save(state, position)
 
 
 def load(path: Path, slots=SLOTS, **kw) -> tuple[ServingState, Position]:  # noqa: ANN001
-    with SnapshotStore(path) as store:
+    with ServingStore(path) as store:
         return store.load(slots, **kw)
 
 
@@ -65,7 +65,7 @@ def items(state: ServingState, slot: str, ids: np.ndarray) -> np.ndarray:
 
 
 def test_saves_write_only_what_changed(tmp_path: Path) -> None:
-    store = SnapshotStore(tmp_path)
+    store = ServingStore(tmp_path)
     state, _ = store.load(SLOTS)
     ids = np.arange(100)
     state.apply_sparse(sparse_rows({"user_id": (ids, np.ones((100, 4)))}), 0, 1)
@@ -83,7 +83,7 @@ def test_saves_write_only_what_changed(tmp_path: Path) -> None:
 
 
 def test_the_updates_of_one_save_are_applied_again_in_order(tmp_path: Path) -> None:
-    store = SnapshotStore(tmp_path)
+    store = ServingStore(tmp_path)
     state, _ = store.load(SLOTS)
     for delta in [sparse_rows({"user_id": ([5], np.ones((1, 4)))}, deleted={"user_id": [6]}),
                   sparse_rows({"user_id": ([6], np.ones((1, 4)))}, deleted={"user_id": [5]}),
@@ -97,7 +97,7 @@ def test_the_updates_of_one_save_are_applied_again_in_order(tmp_path: Path) -> N
 
 
 def test_a_state_the_store_did_not_load_is_saved_in_full(tmp_path: Path) -> None:
-    store = SnapshotStore(tmp_path)
+    store = ServingStore(tmp_path)
     store.save(filled_state(1.0), Position(offsets={0: 10}))
     other = ServingState(SLOTS)  # e.g. tables rebuilt after a reset
     other.apply_sparse(sparse_rows({"item_id": ([3], np.ones((1, 4)))}), 0, 1)
@@ -110,7 +110,7 @@ def test_a_state_the_store_did_not_load_is_saved_in_full(tmp_path: Path) -> None
 def test_failed_save_keeps_the_previous_and_the_next_save_makes_it_good(
     tmp_path: Path, monkeypatch
 ) -> None:
-    store = SnapshotStore(tmp_path)
+    store = ServingStore(tmp_path)
     state, _ = store.load(SLOTS)
     ids = np.arange(100)
     state.apply_sparse(sparse_rows({"user_id": (ids, np.ones((100, 4)))}), 0, 1)
@@ -178,7 +178,7 @@ def keys(path: Path) -> dict[bytes, int]:
 
 def test_the_log_is_folded_into_a_new_base(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("ps.serving.store._BLOCK_ROWS", 7)  # 100 rows: 15 blocks
-    store = SnapshotStore(tmp_path, compact_rows=150)
+    store = ServingStore(tmp_path, compact_rows=150)
     state, _ = store.load(SLOTS)
     rng = np.random.default_rng(0)
     written, live = [], []
@@ -212,7 +212,7 @@ def power_cut(monkeypatch) -> None:  # noqa: ANN001
 
 
 def test_log_entries_cut_short_are_ignored_then_overwritten(tmp_path: Path, monkeypatch) -> None:
-    store = SnapshotStore(tmp_path)
+    store = ServingStore(tmp_path)
     state, _ = store.load(SLOTS)
     state.apply_sparse(sparse_rows({"user_id": (np.arange(5), np.ones((5, 4)))}), 0, 1)
     store.save(state, Position(offsets={0: 1}))
@@ -226,7 +226,7 @@ def test_log_entries_cut_short_are_ignored_then_overwritten(tmp_path: Path, monk
     back, pos = load(tmp_path)
     assert pos.offsets == {0: 1}  # ... but is not part of the save
     assert items(back, "user_id", np.array([0, 9])).tolist() == [1.0, 0.0]
-    with SnapshotStore(tmp_path) as again:
+    with ServingStore(tmp_path) as again:
         restored, _ = again.load(SLOTS)
         restored.apply_sparse(sparse_rows({"user_id": ([4], np.full((1, 4), 3.0))}), 0, 2)
         again.save(restored, Position(offsets={0: 2}))
@@ -236,7 +236,7 @@ def test_log_entries_cut_short_are_ignored_then_overwritten(tmp_path: Path, monk
 
 def test_a_base_cut_short_leaves_the_previous_save(tmp_path: Path, monkeypatch) -> None:
     save(tmp_path, filled_state(1.0), Position(offsets={0: 10}))
-    store = SnapshotStore(tmp_path)  # has not loaded: it must find the current base itself
+    store = ServingStore(tmp_path)  # has not loaded: it must find the current base itself
     power_cut(monkeypatch)  # the blocks are written, the switch to them is not
     with pytest.raises(OSError):
         store.save(filled_state(2.0), Position(offsets={0: 20}))  # a state it did not load
@@ -251,7 +251,7 @@ def test_a_base_cut_short_leaves_the_previous_save(tmp_path: Path, monkeypatch) 
 
 
 def test_a_store_in_use_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    with SnapshotStore(tmp_path) as first:
+    with ServingStore(tmp_path) as first:
         first.save(filled_state(1.0), Position())
         with pytest.raises(RuntimeError, match="open in another server"):
-            SnapshotStore(tmp_path).load(SLOTS)
+            ServingStore(tmp_path).load(SLOTS)
