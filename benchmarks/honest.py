@@ -90,7 +90,7 @@ def route(cfg: Config, events: Iterable[Impression | Action], name: str) -> dict
         f"arrival_auc_{name}": round(arrival, 4),
         f"route_minus_eventtime_{name}": round(summary.auc - event_time, 4),
         f"join_s_{name}": round(join_s, 1), f"replay_s_{name}": round(replay_s, 1),
-        f"replay_messages_{name}": manifest["messages"],
+        f"replay_messages_{name}": manifest.messages,
     }
     print(json.dumps(out), flush=True)
     return out

@@ -15,7 +15,6 @@ is its last stable offset (what a read-committed consumer reads up to).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from confluent_kafka import TopicPartition
 
 from freshet import kafka
 from freshet.config import Config
-from jobs.manifest import MANIFEST
+from jobs.manifest import ReplayModel
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def replay_config(cfg: Config) -> Config:
 
 
 def replay(cfg: Config, from_ms: int | None, to_ms: int | None, snapshot_dir: str | Path,
-           start_snapshot: str | None = None) -> dict:
+           start_snapshot: str | None = None) -> ReplayModel:
     """Train over the range; write the model and ``manifest.json``; return the manifest."""
     from jobs.train import build
 
@@ -79,13 +78,10 @@ def replay(cfg: Config, from_ms: int | None, to_ms: int | None, snapshot_dir: st
     t = time.monotonic()
     build(cfg, start=r.start, stop=r.stop, start_snapshot=start_snapshot,
           write_snapshot=str(snapshot_dir), job_name="freshet-replay").execute("freshet-replay")
-    manifest = {
-        "model_id": cfg.model.model_id, "shards": cfg.train.parallelism,
-        "from_ms": from_ms, "to_ms": to_ms, "start": r.start, "stop": r.stop,
-        "messages": r.messages(), "seconds": time.monotonic() - t,
-    }
-    (snapshot_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return manifest
+    model = ReplayModel(cfg.model.model_id, cfg.train.parallelism, from_ms, to_ms, r.start,
+                        r.stop, r.messages(), time.monotonic() - t)
+    model.write(snapshot_dir)
+    return model
 
 
 def parse_time(text: str | None) -> int | None:

@@ -11,7 +11,7 @@ import sys
 
 from freshet.config import Config, load_config
 from freshet.flink import kafka_sink, kafka_source, latest_checkpoint, stream_environment
-from jobs.manifest import online_start
+from jobs.manifest import ReplayModel
 from udfs.routing import MAX_PARALLELISM, shard_keys
 from udfs.train_function import BYTES, DEAD_LETTERS, METRICS, ShardKey, TrainFunction
 
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None, cfg: Config | None = None) -> None:
         checkpoint = latest_checkpoint(cfg, JOB_NAME)
     start = parse_offsets(args.start)
     if args.from_snapshot and start is None:
-        start = online_start(args.from_snapshot)  # right after the replay's last message
+        # right after the replay's last message
+        start = ReplayModel.read(args.from_snapshot).online_start
     build(cfg, start, parse_offsets(args.stop), args.from_snapshot, args.write_snapshot,
           from_checkpoint=checkpoint).execute(JOB_NAME)
 

@@ -197,11 +197,11 @@ def cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
         manifest = replay(cfg, parse_time(args.from_time), parse_time(args.to_time), snapshot,
                           start_snapshot=args.from_snapshot)
     summary = summarize(read_metrics(cfg, since_ms=since))
-    failure = train_failure(cfg, manifest["messages"], summary, since)
+    failure = train_failure(cfg, manifest.messages, summary, since)
     if failure:
         print(f"freshet replay: {failure}", file=sys.stderr, flush=True)
         return 1
-    print(f"replayed {manifest['messages']:,} messages in {manifest['seconds']:.1f}s: "
+    print(f"replayed {manifest.messages:,} messages in {manifest.seconds:.1f}s: "
           f"{summary.line()}", flush=True)
     print(f"model in {snapshot}; continue online with `freshet train --from-snapshot "
           f"{snapshot}`", flush=True)
@@ -229,7 +229,7 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
             done, manifest = submit_replay(cfg, cluster, parse_time(args.from_time),
                                            parse_time(args.to_time), snapshot,
                                            args.from_snapshot, args.pyexec)
-            print(f"replay job {done.job_id} trained {manifest['messages']} messages; "
+            print(f"replay job {done.job_id} trained {manifest.messages} messages; "
                   f"model in {snapshot}")
             return 0
         job_args = ["--bounded"] if args.job == "join" and args.bounded else []

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from freshet.config import Config
 from freshet.errors import FreshetError
+from jobs.manifest import ReplayModel
 
 JOBS = ("join", "train", "replay")
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
@@ -117,15 +118,13 @@ def submit(
 def submit_replay(
     cfg: Config, cluster: str, from_ms: int | None, to_ms: int | None, snapshot_dir: str,
     start_snapshot: str | None = None, pyexec: str = sys.executable,
-) -> tuple[Submitted, dict]:
+) -> tuple[Submitted, ReplayModel]:
     """``freshet replay`` on a cluster: the same offsets, job and manifest as locally.
 
     ``snapshot_dir`` must be reachable by every TaskManager (they write the shards).
     """
-    import json
     import time
 
-    from jobs.manifest import MANIFEST
     from jobs.replay import replay_config, time_range
 
     cfg = replay_config(cfg)
@@ -138,14 +137,10 @@ def submit_replay(
         args += ["--from-snapshot", start_snapshot]
     t = time.monotonic()
     done = submit(cfg, "replay", cluster, args, pyexec)
-    manifest = {
-        "model_id": cfg.model.model_id, "shards": cfg.train.parallelism,
-        "from_ms": from_ms, "to_ms": to_ms, "start": r.start, "stop": r.stop,
-        "messages": r.messages(), "seconds": time.monotonic() - t,
-        "cluster": cluster, "job_id": done.job_id,
-    }
-    (snap / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return done, manifest
+    model = ReplayModel(cfg.model.model_id, cfg.train.parallelism, from_ms, to_ms, r.start,
+                        r.stop, r.messages(), time.monotonic() - t, cluster, done.job_id)
+    model.write(snap)
+    return done, model
 
 
 def _offsets(spec: dict[int, int]) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from freshet import kafka
 from freshet.config import Config, ModelConfig, SyncConfig, TrainConfig
 from freshet.topics import Example, encode_examples
-from jobs.manifest import online_start
+from jobs.manifest import ReplayModel
 from jobs.replay import replay
 from jobs.train import build
 from ps import EmbeddingCollection
@@ -76,14 +76,15 @@ def test_replay_then_online_trains_each_example_once_and_params_rebuild_the_mode
     replayed = tmp_path / "replay"
     # Messages stamped before message CUT's time: 0 .. CUT-1 (the range excludes --to).
     manifest = replay(cfg, None, batches[CUT][-1].ts, replayed)
-    assert manifest["messages"] == CUT
+    assert manifest.messages == CUT
     first = finals(cfg)
     assert [m["value"] for m in first] == [CUT * PER_MESSAGE]
     assert first[0]["labels"]["fingerprint"] == str(ledger_of(batches[:CUT]).fingerprint)
 
     online = tmp_path / "online"
     end = kafka.end_offsets(cfg, cfg.topics.name("examples"))
-    build(cfg, start=online_start(replayed), stop=end, start_snapshot=str(replayed),
+    build(cfg, start=ReplayModel.read(replayed).online_start, stop=end,
+          start_snapshot=str(replayed),
           write_snapshot=str(online)).execute("test-online")
     last = [m for m in finals(cfg) if m not in first]
     assert [m["value"] for m in last] == [MESSAGES * PER_MESSAGE]  # no gap, no overlap

@@ -113,7 +113,7 @@ def test_submit_replay_trains_the_range_once_and_writes_the_model(
         done, manifest = submit_replay(cfg, cluster.rest, None, None, str(snapshot))
         state = cluster.job(done.job_id)["state"]
     assert state == "FINISHED"
-    assert manifest["messages"] == len(data)
+    assert manifest.messages == len(data)
     final = [r for r in trained_reports(cfg)
              if r["name"] == "trained_examples" and r["labels"]["final"] == "true"]
     assert [r["value"] for r in final] == [feed.total]  # every example, once
