@@ -230,8 +230,8 @@ class EmbeddingCollection:
         """Write every row (with optimizer state) and the filter state to directory ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": _FORMAT, "seed": self.seed,
-                "tables": {name: dataclasses.asdict(t) for name, t in self.tables().items()}, "init_rng": self.init_state(),
+        meta = {"format": _FORMAT, "seed": self.seed, "init_rng": self.init_state(),
+                "tables": {name: dataclasses.asdict(t) for name, t in self.tables().items()},
                 "shapes": {name: [s.dim, s.width] for name, s in self.slots.items()}}
         # One batch: an Arrow IPC file allows a single dictionary for the slot column.
         write_file(path / "rows.arrow", to_batch(self._live_parts(), with_state=True))
