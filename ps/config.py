@@ -337,7 +337,7 @@ class SlotConfig:
                            ("admission", AdmissionConfig), ("expiry", ExpiryConfig)):
             value = getattr(self, name)
             if not isinstance(value, base) and not (name == "table" and value is None):
-                raise TypeError(f"{name}: expected a {base.__name__}, got {value!r}")
+                raise TypeError(f"{name}: must be an instance of {base.__name__}, got {value!r}")
 
 
 # -- registries -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from freshet.config import Config, SyncConfig, TrainConfig
 from ps import EmbeddingCollection
+from ps.config import AdmissionConfig, ExpiryConfig
 from ps.delta import DeltaAssembler
 from udfs.shard import ShardWorker
 from udfs.shard_state import MemoryState
@@ -75,8 +76,10 @@ def test_restore_keeps_the_admission_filters(streams: SimpleNamespace) -> None:
     # sighting (sketch counters, their halving, the coin's RNG), so a restore must bring
     # the filters back exactly or the restored trainer admits different IDs.
     base = make_cfg(streams, sync_s=1e9)
-    slots = [dataclasses.replace(s, min_count=3, filter_width=256) if s.name == "user_id"
-             else dataclasses.replace(s, admit_prob=0.3) if s.name == "item_id" else s
+    slots = [dataclasses.replace(s, admission=AdmissionConfig(3, sketch_width=256))
+             if s.name == "user_id" else
+             dataclasses.replace(s, admission=AdmissionConfig(admit_prob=0.3))
+             if s.name == "item_id" else s
              for s in base.model.slots]
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, slots=slots))
     msgs = streams.messages(streams.examples(1400, seed=2, users=400, items=600), size=100)
@@ -180,7 +183,7 @@ def test_expired_rows_are_deleted_in_state_and_on_the_params_topic(
     streams: SimpleNamespace,
 ) -> None:
     cfg = make_cfg(streams, sync_s=0.0, compact_every=1000)
-    slots = [dataclasses.replace(s, ttl_s=5.0) if s.name == "user_id" else s
+    slots = [dataclasses.replace(s, expiry=ExpiryConfig(5.0)) if s.name == "user_id" else s
              for s in cfg.model.slots]
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, slots=slots))
     early = streams.examples(100, seed=5, users=10)  # ts 0 .. 99 s: users 0-9
