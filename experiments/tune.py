@@ -107,8 +107,9 @@ def to_toml(cfg: Config, setting: Setting, note: str) -> str:
     tuned = setting.apply(cfg)
 
     def value(v: Any) -> str:
-        if isinstance(v, dict):  # a slot's policy: an inline table
-            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, dict):  # a slot's policy: an inline table, its kind first
+            items = sorted(v.items(), key=lambda kv: kv[0] != "kind")
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in items) + "}"
         return json.dumps(v)  # strings, numbers and booleans read back the same in TOML
 
     lines = [f"# {line}" for line in note.splitlines()] + ["", "[model]"]
