@@ -316,8 +316,32 @@ class ExpiryConfig:
 class SlotConfig:
     """One feature group (``user_id``, ``genre``...): its embedding and policies.
 
-    ``table`` None: the table the collection is given for every slot (the trainer's
-    ``train.table``); serving lays out every slot its own way (values only).
+    Parameters
+    ----------
+    name : str
+        The slot's name in the events (``Example.slots``).
+    dim : int
+        Embedding width (column 0 is the first-order weight).
+    init_std : float
+        New rows' embeddings are drawn from ``N(0, init_std)``.
+    optimizer : OptimizerConfig
+        How its rows step (default: Adagrad, learning rate 0.1).
+    table : TableConfig or None
+        Its own table; None: the collection's, which the trainer takes from
+        ``train.table``. Serving lays every slot out its own way (values only).
+    admission : AdmissionConfig
+        Which unseen IDs get a row (default: all).
+    expiry : ExpiryConfig
+        When idle rows are deleted (default: never).
+
+    Examples
+    --------
+    >>> SlotConfig("genre", dim=8, expiry=ExpiryConfig(ttl_s=3600)).expiry.enabled
+    True
+    >>> SlotConfig("genre", optimizer="ftrl")
+    Traceback (most recent call last):
+    ...
+    TypeError: optimizer: must be an instance of OptimizerConfig, got 'ftrl'
     """
 
     name: str
@@ -362,10 +386,20 @@ def add_kind(base: type[Kinded], cls: K) -> K:
 
 
 def table_kinds() -> tuple[str, ...]:
+    """Every registered table ``kind``, sorted.
+
+    >>> table_kinds()
+    ('cuckoo', 'hashed')
+    """
     return tuple(sorted(TableConfig.kinds))
 
 
 def optimizer_kinds() -> tuple[str, ...]:
+    """Every registered optimizer ``kind``, sorted.
+
+    >>> optimizer_kinds()
+    ('adagrad', 'ftrl', 'sgd')
+    """
     return tuple(sorted(OptimizerConfig.kinds))
 
 
