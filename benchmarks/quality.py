@@ -44,6 +44,7 @@ from experiments.walkforward import CopySpec, walk_forward
 from freshet.data.movielens import model_configs
 from freshet.topics import Example, ExampleBatch
 from ps import EmbeddingSlot
+from ps.config import HashedTableConfig
 from ps.evaluation import auc
 from ps.hashing import mix64_array
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _equal_memory_rows(model: Any, slot: str, nbytes: int) -> int:
     """Rows of a hashed table of ``slot`` that take ``nbytes`` (rows are all allocated)."""
     cfg = next(s for s in model.slots if s.name == slot)
-    per_row = EmbeddingSlot(cfg, "hashed", 1024).nbytes / 1024
+    per_row = EmbeddingSlot(cfg, table=HashedTableConfig(rows=1024)).nbytes / 1024
     return max(1, int(nbytes // per_row))
 
 

@@ -72,7 +72,7 @@ def retrained_daily(
     rng = np.random.default_rng(seed)
     logits, labels = [], []
     for start, end in zip(starts[1:], ends[1:], strict=True):
-        trainer.tables = EmbeddingCollection(model.slots, backend=train.backend, seed=seed)
+        trainer.tables = EmbeddingCollection(model.slots, table=train.table, seed=seed)
         trainer.load_dense_state(fresh)
         for _ in range(epochs):
             order = rng.permutation(start)

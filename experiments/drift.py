@@ -37,7 +37,7 @@ from experiments.streams import micro_batches, synthetic_examples
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig
 from freshet.produce.synthetic import SyntheticSpec
-from ps.config import SlotConfig
+from ps.config import AdagradConfig, SlotConfig
 from ps.evaluation import auc
 
 DAYS = 10
@@ -57,7 +57,7 @@ def model() -> ModelConfig:
     """The MovieLens DeepFM settings on the synthetic stream's three slots."""
     base = movielens_model()
     dim = base.slots[0].dim
-    return dataclasses.replace(base, slots=[SlotConfig(s, dim=dim, learning_rate=0.1)
+    return dataclasses.replace(base, slots=[SlotConfig(s, dim=dim, optimizer=AdagradConfig(0.1))
                                             for s in ("user_id", "item_id", "genre")])
 
 

@@ -32,6 +32,7 @@ from experiments.common import (
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import DAY_S, walk_forward
 from freshet.config import ModelConfig
+from ps.config import AdmissionConfig, ExpiryConfig
 
 FILTERED_SLOTS = ("user_id", "item_id")
 MIN_COUNTS = (1, 2, 3, 5, 10)
@@ -42,7 +43,8 @@ SKETCH_WIDTH = 1 << 14  # plenty for 2,625 IDs; the default 2**20 would dwarf th
 def with_policy(model: ModelConfig, min_count: int = 1, ttl_s: float = 0.0) -> ModelConfig:
     """``model`` with the threshold and expiry set on the user and item slots."""
     slots = [
-        dataclasses.replace(s, min_count=min_count, ttl_s=ttl_s, filter_width=SKETCH_WIDTH)
+        dataclasses.replace(s, admission=AdmissionConfig(min_count, sketch_width=SKETCH_WIDTH),
+                            expiry=ExpiryConfig(ttl_s))
         if s.name in FILTERED_SLOTS else s
         for s in model.slots
     ]

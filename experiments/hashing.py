@@ -14,6 +14,7 @@ with another ID (the paper's "colliding IDs"), and the walk-forward AUC.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,8 +34,8 @@ from experiments.common import (
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import walk_forward
 from freshet.topics import Example
-from ps import EmbeddingCollection, EmbeddingSlot
-from ps.config import SlotConfig
+from ps import EmbeddingCollection
+from ps.config import HashedTableConfig, SlotConfig
 from ps.hashing import mix64_array
 
 HASHED_SLOTS = ("user_id", "item_id")
@@ -49,18 +50,10 @@ def distinct_ids(examples: Sequence[Example], slot: str) -> np.ndarray:
 def hashed_collection(
     slots: Sequence[SlotConfig], rows: Mapping[str, int], seed: int
 ) -> EmbeddingCollection:
-    """Collisionless tables, except a hashed table of ``rows[name]`` rows per named slot.
-
-    ``EmbeddingCollection`` takes one ``hashed_rows`` for all slots; a per-slot size
-    is built by swapping those slots (same seeds as the collection would use).
-    """
-    coll = EmbeddingCollection(slots, seed=seed)
-    for k, cfg in enumerate(slots):
-        if cfg.name in rows:
-            coll.slots[cfg.name] = EmbeddingSlot(cfg, "hashed", rows[cfg.name],
-                                                 seed=seed * 1009 + k)
-    coll.backend = "mixed"
-    return coll
+    """Collisionless tables, except a hashed table of ``rows[name]`` rows per named slot."""
+    return EmbeddingCollection(
+        [dataclasses.replace(s, table=HashedTableConfig(rows[s.name])) if s.name in rows else s
+         for s in slots], seed=seed)
 
 
 def colliding_share(coll: EmbeddingCollection, slot: str, ids: np.ndarray) -> float:

@@ -42,7 +42,8 @@ class Setting:
     micro_batch: int
 
     def apply(self, cfg: Config) -> Config:
-        slots = [dataclasses.replace(s, learning_rate=self.sparse_lr) for s in cfg.model.slots]
+        slots = [dataclasses.replace(s, optimizer=dataclasses.replace(
+            s.optimizer, learning_rate=self.sparse_lr)) for s in cfg.model.slots]
         model = dataclasses.replace(cfg.model, slots=slots, dense_learning_rate=self.dense_lr,
                                     first_order_scale=self.first_order_scale)
         return cfg.replace(model=model,
@@ -51,7 +52,7 @@ class Setting:
     @staticmethod
     def of(cfg: Config) -> Setting:
         """The setting ``cfg`` has (its first slot's learning rate)."""
-        return Setting(cfg.model.slots[0].learning_rate, cfg.model.first_order_scale,
+        return Setting(cfg.model.slots[0].optimizer.learning_rate, cfg.model.first_order_scale,
                        cfg.model.dense_learning_rate, cfg.train.micro_batch)
 
 
@@ -106,6 +107,9 @@ def to_toml(cfg: Config, setting: Setting, note: str) -> str:
     tuned = setting.apply(cfg)
 
     def value(v: Any) -> str:
+        if isinstance(v, dict):  # a slot's policy: an inline table, its kind first
+            items = sorted(v.items(), key=lambda kv: kv[0] != "kind")
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in items) + "}"
         return json.dumps(v)  # strings, numbers and booleans read back the same in TOML
 
     lines = [f"# {line}" for line in note.splitlines()] + ["", "[model]"]
@@ -113,7 +117,8 @@ def to_toml(cfg: Config, setting: Setting, note: str) -> str:
     for k in ("model_id", "kind", "hidden", "dense_learning_rate", "first_order_scale"):
         lines.append(f"{k} = {value(m[k])}")
     for slot in m["slots"]:
-        lines += ["", "[[model.slots]]"] + [f"{k} = {value(v)}" for k, v in slot.items()]
+        lines += ["", "[[model.slots]]"] + [f"{k} = {value(v)}" for k, v in slot.items()
+                                            if v is not None]  # None: TOML has no null
     lines += ["", "[train]", f"micro_batch = {tuned.train.micro_batch}", ""]
     return "\n".join(lines)
 

@@ -99,11 +99,11 @@ def walk_forward(
     model, train : ModelConfig, TrainConfig
         As for the Flink trainer job.
     collection : EmbeddingCollection, optional
-        The trainer's tables (default: collisionless, from ``train.backend``).
+        The trainer's tables (default: as ``train.table`` and the slots' own say).
     copies : sequence of CopySpec
         Serving copies to keep in sync and score with (collisionless tables).
     evict_every_s : float
-        Event-time interval between expiry passes (slots with ``ttl_s``); 0: never.
+        Event-time interval between expiry passes (slots with ``expiry.ttl_s``); 0: never.
     size_every_s : float
         Event-time interval between table-size samples.
     probes : sequence of ExampleBatch or None, optional

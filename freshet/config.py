@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from freshet.errors import ConfigError
-from ps.config import TABLE_BACKENDS, SlotConfig
+from ps.config import CuckooTableConfig, Kinded, SlotConfig, TableConfig
 from udfs.models.registry import model_kinds
 
 ENV_PREFIX = "FRESHET__"
@@ -149,6 +150,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _one_of("model.kind", self.kind, model_kinds())
+        names = [s.name for s in self.slots]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"model.slots: slot names must differ; twice: {', '.join(twice)}")
+        dims = {s.dim for s in self.slots}
+        if len(dims) > 1:  # the dense model's input is (slots, dim)
+            raise ConfigError(f"model.slots: every slot needs the same dim, got "
+                              f"{', '.join(f'{s.name}={s.dim}' for s in self.slots)}")
 
 
 @dataclass(frozen=True)
@@ -181,9 +190,10 @@ class TrainConfig:
     first_order_per_example: bool = True
     eval_window: int = 10_000  # examples per progressive-evaluation window (metrics topic)
     tf_threads: int = 1  # TensorFlow intra/inter-op threads per trainer process
-    backend: str = "cuckoo"  # cuckoo | hashed (ps tables)
-    # backend "hashed": rows per slot table; IDs share a row by hash (collisions).
-    hashed_rows: int = 0
+    # The table of every slot that names none (model.slots[].table): {kind = "cuckoo"}
+    # (collisionless) or {kind = "hashed", rows = N} (N rows per slot; IDs share a row
+    # by hash). ps.config.table_kinds() lists the kinds.
+    table: TableConfig = field(default_factory=CuckooTableConfig)
     seed: int = 0
     # Batches appended to the state's delta log before it is compacted into a snapshot.
     compact_every: int = 256
@@ -216,10 +226,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _one_of("train.order", self.order, ORDERS)
-        _one_of("train.backend", self.backend, TABLE_BACKENDS)
-        if self.backend == "hashed" and self.hashed_rows <= 0:
-            raise ConfigError("train.backend = 'hashed' needs train.hashed_rows > 0 (rows "
-                              f"per slot table), got {self.hashed_rows}")
 
 
 @dataclass(frozen=True)
@@ -274,10 +280,21 @@ class Config:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # only `X | None` is used
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(inner, value, where)
+    if isinstance(tp, type) and issubclass(tp, Kinded):
+        value = _table(value, where)
+        kinds = ", ".join(sorted(tp.kinds))
+        if "kind" not in value:
+            raise ConfigError(f"{where}.kind: missing; one of {kinds}")
+        try:
+            cls = tp.of_kind(value["kind"])
+        except (TypeError, ValueError):  # TypeError: a kind that is not a string
+            raise ConfigError(f"{where}.kind: {value['kind']!r} is not one of {kinds}") from None
+        return _build(cls, {k: v for k, v in value.items() if k != "kind"}, where)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return _build(tp, value, where)
+        return _build(tp, _table(value, where), where)
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):
@@ -300,6 +317,15 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tp(value)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from e
+
+
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    """A config section: a TOML table, or the JSON of one (an environment variable)."""
+    if isinstance(value, str):
+        value = _json(value, where, "table", dict)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {value!r}")
+    return value
 
 
 def _json(text: str, where: str, kind: str, tp: type) -> Any:
@@ -331,9 +357,19 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown keys {sorted(unknown)}")
+        known = ", ".join(f.name for f in dataclasses.fields(cls) if f.init)
+        raise ConfigError(f"{where or 'config'}: unknown keys {sorted(unknown)}; known: {known}")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        # ps's configs check their values and say "field: must be ...": add the path.
+        field_name, sep, rest = str(e).partition(": ")
+        if sep and field_name in names:
+            raise ConfigError(f"{where}.{field_name}: {rest}".lstrip(".")) from None
+        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

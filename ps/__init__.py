@@ -16,7 +16,7 @@ _HOME = {  # name -> the module that defines it
     **dict.fromkeys(("SlotRows", "from_batch", "from_ipc", "to_batch", "to_ipc"), "ps.batch"),
     "EmbeddingCollection": "ps.collection",
     **dict.fromkeys(("AdmissionFilter", "CountMinSketch"), "ps.filters"),
-    **dict.fromkeys(("FTRL", "SGD", "Adagrad", "make_optimizer"), "ps.optimizers"),
+    **dict.fromkeys(("FTRL", "SGD", "Adagrad", "Optimizer"), "ps.optimizers"),
     "EmbeddingSlot": "ps.slot",
     **dict.fromkeys(("EMPTY_ID", "CuckooTable", "HashedTable", "RowStore", "Table"), "ps.table"),
 }

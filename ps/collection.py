@@ -8,7 +8,7 @@ This is the API the trainer and the serving side code against::
 Examples
 --------
 >>> import numpy as np
->>> from ps.config import SlotConfig
+>>> from ps.config import SlotConfig, TableConfig, table_config
 >>> trainer = EmbeddingCollection([SlotConfig("user_id", dim=4), SlotConfig("genre", dim=2)])
 >>> trainer.pull("user_id", np.array([10, 11]), now=0.0).shape
 (2, 4)
@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,10 +35,10 @@ import numpy as np
 import pyarrow as pa
 
 from ps.batch import SlotRows, from_batch, read_file, to_batch, write_file
-from ps.config import SlotConfig
+from ps.config import SlotConfig, TableConfig, table_config
 from ps.slot import Cells, EmbeddingSlot
 
-_FORMAT = "freshet.ps.snapshot/2"
+_FORMAT = "freshet.ps.snapshot/3"
 
 
 class EmbeddingCollection:
@@ -47,10 +48,9 @@ class EmbeddingCollection:
     ----------
     slots : sequence of SlotConfig
         One per feature group; each has its own dim, optimizer, filter and TTL.
-    backend : {'cuckoo', 'hashed'}
-        Collisionless cuckoo tables, or the fixed-size hashing baseline.
-    hashed_rows : int, optional
-        Rows per slot for the hashed backend.
+    table : TableConfig, optional
+        The table of every slot whose config names none (default: collisionless
+        cuckoo); ``HashedTableConfig(rows=N)`` is the fixed-size hashing baseline.
     seed : int
         Seeds initializers, admission coins, sketches and hashes.
     """
@@ -58,18 +58,19 @@ class EmbeddingCollection:
     def __init__(
         self,
         slots: Sequence[SlotConfig],
-        backend: str = "cuckoo",
-        hashed_rows: int | None = None,
+        table: TableConfig | None = None,
         seed: int = 0,
     ) -> None:
-        self.backend = backend
-        self.hashed_rows = hashed_rows
         self.seed = seed
         self.slots: dict[str, EmbeddingSlot] = {}
         for k, cfg in enumerate(slots):
             if cfg.name in self.slots:
                 raise ValueError(f"duplicate slot {cfg.name!r}")
-            self.slots[cfg.name] = EmbeddingSlot(cfg, backend, hashed_rows, seed=seed * 1009 + k)
+            self.slots[cfg.name] = EmbeddingSlot(cfg, seed=seed * 1009 + k, table=table)
+
+    def tables(self) -> dict[str, TableConfig]:
+        """Each slot's table config (its own, else the collection's)."""
+        return {name: s.table_config for name, s in self.slots.items()}
 
     def _slot(self, name: str) -> EmbeddingSlot:
         try:
@@ -229,8 +230,8 @@ class EmbeddingCollection:
         """Write every row (with optimizer state) and the filter state to directory ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": _FORMAT, "backend": self.backend, "hashed_rows": self.hashed_rows,
-                "seed": self.seed, "init_rng": self.init_state(),
+        meta = {"format": _FORMAT, "seed": self.seed, "init_rng": self.init_state(),
+                "tables": {name: dataclasses.asdict(t) for name, t in self.tables().items()},
                 "shapes": {name: [s.dim, s.width] for name, s in self.slots.items()}}
         # One batch: an Arrow IPC file allows a single dictionary for the slot column.
         write_file(path / "rows.arrow", to_batch(self._live_parts(), with_state=True))
@@ -244,7 +245,10 @@ class EmbeddingCollection:
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path}: not a {_FORMAT} snapshot")
-        out = cls(slots, meta["backend"], meta["hashed_rows"], meta["seed"])
+        # The snapshot's tables, whatever the slots name: its rows are laid out for them.
+        tables = {name: table_config(**t) for name, t in meta["tables"].items()}
+        slots = [dataclasses.replace(s, table=tables.get(s.name, s.table)) for s in slots]
+        out = cls(slots, seed=meta["seed"])
         for name, (dim, width) in meta["shapes"].items():
             s = out._slot(name)
             if (s.dim, s.width) != (dim, width):
@@ -270,7 +274,6 @@ class EmbeddingCollection:
 
     def stats(self) -> dict:
         return {
-            "backend": self.backend,
             "rows": len(self),
             "nbytes": self.nbytes(),
             "slots": {name: s.stats() for name, s in self.slots.items()},

@@ -1,4 +1,4 @@
-"""In-table optimizers: SGD, Adagrad and FTRL-proximal.
+"""In-table optimizers: SGD, Adagrad and FTRL-proximal, their kernels (configs: :mod:`ps.config`).
 
 Each optimizer keeps its per-ID state in the same row as the embedding, right after
 it: ``row = [embedding (dim) | state (state_width(dim))]``. An update touches one
@@ -10,7 +10,7 @@ duplicates) and update the row store in place.
 Examples
 --------
 >>> import numpy as np
->>> opt = Adagrad(learning_rate=0.1, initial_accumulator=0.0)
+>>> opt = Optimizer("adagrad", code=1, hyper=(0.1, 0, 0, 0), initial_state=(0.0,))
 >>> values = np.zeros((1, 2 + opt.state_width(2)), dtype=np.float32)
 >>> opt.apply(values, np.array([0]), np.array([[1.0, -2.0]], dtype=np.float32), dim=2)
 >>> values.astype(float).round(3).tolist()   # step of lr * g / sqrt(g^2) = 0.1 * sign(g)
@@ -19,107 +19,66 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
 
 _EPS = np.float32(1e-10)  # keeps Adagrad finite when the accumulator starts at 0
+CODES = (0, 1, 2)  # step()'s branches: SGD, Adagrad, FTRL
 
 
-class _InTable:
-    """What the three share: one kernel, :func:`step`, told apart by ``code``."""
+class Optimizer:
+    """The kernel side of an optimizer config: branch ``code`` of :func:`step` with its
+    ``hyper`` parameters, over rows ``[embedding (dim) | state]``.
 
-    code: ClassVar[int]
-    learning_rate: float
+    Made by ``config.build()`` (:class:`ps.config.OptimizerConfig`), which says what
+    the kernel needs: each kind is one config class plus its branch of :func:`step`.
+
+    Parameters
+    ----------
+    kind : str
+        The config's kind (for messages and stats).
+    code : int
+        Its branch of :func:`step`.
+    hyper : (learning rate, beta, l1, l2)
+        What that branch reads (unused ones 0).
+    initial_state : tuple of float
+        Each weight's state floats (at most two) when its row is created.
+    """
+
+    def __init__(self, kind: str, code: int, hyper: Sequence[float],
+                 initial_state: Sequence[float]) -> None:
+        if code not in CODES:
+            raise ValueError(f"{kind}: code {code} is not a branch of step(): {CODES}")
+        if len(initial_state) > 2:
+            raise ValueError(f"{kind}: step() keeps at most 2 state floats per weight, "
+                             f"got {len(initial_state)}")
+        self.kind = kind
+        self.code = int(code)
+        self._hyper = np.array(hyper, np.float32)
+        self._initial = np.array(initial_state, np.float32)
+
+    def __repr__(self) -> str:
+        return (f"Optimizer({self.kind!r}, code={self.code}, hyper={self._hyper.tolist()}, "
+                f"initial_state={self._initial.tolist()})")
 
     def hyper(self) -> np.ndarray:
         """The parameters :func:`step` reads: ``[lr, beta, l1, l2]``."""
-        return np.array([self.learning_rate, 0.0, 0.0, 0.0], np.float32)
+        return self._hyper.copy()
+
+    def state_width(self, dim: int) -> int:
+        """Optimizer-state floats per row, after the ``dim`` embedding values."""
+        return len(self._initial) * dim
+
+    def init_state(self, n: int, dim: int) -> np.ndarray:
+        """The state of ``n`` new rows: float32 ``(n, state_width(dim))``; weight ``j``'s
+        ``k``-th state float is column ``k * dim + j`` (:class:`ps.slot.Cells`)."""
+        return np.tile(np.repeat(self._initial, dim), (n, 1))
 
     def apply(self, values: np.ndarray, rows: np.ndarray, grads: np.ndarray, dim: int) -> None:
         """Update ``values[rows]`` in place by ``grads`` (one row each, no repeats)."""
-        _apply(values, rows, grads, dim, self.code, self.hyper())
-
-
-@dataclass(frozen=True)
-class SGD(_InTable):
-    """``w -= lr * g``; no state."""
-
-    learning_rate: float = 0.05
-    code: ClassVar[int] = 0
-
-    def state_width(self, dim: int) -> int:
-        return 0
-
-    def init_state(self, n: int, dim: int) -> np.ndarray:
-        return np.empty((n, 0), dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Adagrad(_InTable):
-    """``acc += g^2; w -= lr * g / sqrt(acc)``; state: ``acc`` (dim floats)."""
-
-    learning_rate: float = 0.05
-    initial_accumulator: float = 0.1
-    code: ClassVar[int] = 1
-
-    def state_width(self, dim: int) -> int:
-        return dim
-
-    def init_state(self, n: int, dim: int) -> np.ndarray:
-        return np.full((n, dim), self.initial_accumulator, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class FTRL(_InTable):
-    """FTRL-proximal (McMahan et al. 2013, as TensorFlow's ``Ftrl``); state: ``z, n``.
-
-    ``w = -(z - sign(z) * l1) / ((beta + sqrt(n)) / alpha + l2)`` if ``|z| > l1`` else 0,
-    so ``l1 > 0`` drives rarely-useful weights to exactly zero.
-    """
-
-    learning_rate: float = 0.05  # alpha
-    beta: float = 1.0
-    l1: float = 0.0
-    l2: float = 0.0
-    code: ClassVar[int] = 2
-
-    def state_width(self, dim: int) -> int:
-        return 2 * dim
-
-    def init_state(self, n: int, dim: int) -> np.ndarray:
-        return np.zeros((n, 2 * dim), dtype=np.float32)
-
-    def hyper(self) -> np.ndarray:
-        return np.array([self.learning_rate, self.beta, self.l1, self.l2], np.float32)
-
-
-Optimizer = SGD | Adagrad | FTRL
-
-
-def make_optimizer(
-    name: str,
-    learning_rate: float,
-    *,
-    initial_accumulator: float = 0.1,
-    ftrl_beta: float = 1.0,
-    ftrl_l1: float = 0.0,
-    ftrl_l2: float = 0.0,
-) -> Optimizer:
-    """The optimizer named ``name`` ('sgd' | 'adagrad' | 'ftrl').
-
-    >>> make_optimizer("ftrl", 0.1, ftrl_l1=1.0)
-    FTRL(learning_rate=0.1, beta=1.0, l1=1.0, l2=0.0)
-    """
-    if name == "sgd":
-        return SGD(learning_rate)
-    if name == "adagrad":
-        return Adagrad(learning_rate, initial_accumulator)
-    if name == "ftrl":
-        return FTRL(learning_rate, ftrl_beta, ftrl_l1, ftrl_l2)
-    raise ValueError(f"unknown optimizer {name!r}; expected sgd, adagrad or ftrl")
+        _apply(values, rows, grads, dim, self.code, self._hyper)
 
 
 @njit(cache=True, nogil=True)

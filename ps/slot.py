@@ -8,9 +8,9 @@ is a dict of these.
 Examples
 --------
 >>> import numpy as np
->>> from ps.config import SlotConfig
->>> s = EmbeddingSlot(SlotConfig("genre", dim=2, optimizer="sgd", learning_rate=1.0,
-...                              init_std=0.0, ttl_s=10))
+>>> from ps.config import ExpiryConfig, SGDConfig, SlotConfig
+>>> s = EmbeddingSlot(SlotConfig("genre", dim=2, optimizer=SGDConfig(learning_rate=1.0),
+...                              init_std=0.0, expiry=ExpiryConfig(ttl_s=10)))
 >>> s.pull(np.array([3]), now=0.0).tolist()
 [[0.0, 0.0]]
 >>> s.push(np.array([3, 3]), np.ones((2, 2), np.float32), now=1.0)  # grads summed
@@ -27,21 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ps.config import SlotConfig
+from ps.config import CuckooTableConfig, SlotConfig, TableConfig
 from ps.filters import AdmissionFilter
-from ps.optimizers import Optimizer, make_optimizer, sum_by_row
-from ps.table import CuckooTable, HashedTable, Table
-
-
-def make_table(width: int, backend: str, hashed_rows: int | None, seed: int) -> Table:
-    """The table for one slot: ``'cuckoo'`` or ``'hashed'`` (needs ``hashed_rows``)."""
-    if backend == "cuckoo":
-        return CuckooTable(width, seed=seed)
-    if backend == "hashed":
-        if not hashed_rows:
-            raise ValueError("backend 'hashed' needs hashed_rows")
-        return HashedTable(width, hashed_rows, seed=seed)
-    raise ValueError(f"unknown backend {backend!r}; expected 'cuckoo' or 'hashed'")
+from ps.optimizers import Optimizer, sum_by_row
+from ps.table import Table
 
 
 @dataclass
@@ -63,32 +52,32 @@ class Cells:
 
 
 class EmbeddingSlot:
-    """Embeddings of one feature group with its own dim, optimizer, filter and TTL."""
+    """Embeddings of one feature group with its own dim, optimizer, filter and TTL.
+
+    Parameters
+    ----------
+    config : SlotConfig
+        Its dim and policies, each of which builds its part here.
+    seed : int
+        Seeds the initializer, the admission filter and the table's hash.
+    table : TableConfig, optional
+        The table when ``config.table`` is None (default: collisionless cuckoo).
+    """
 
     def __init__(
-        self,
-        config: SlotConfig,
-        backend: str = "cuckoo",
-        hashed_rows: int | None = None,
-        seed: int = 0,
+        self, config: SlotConfig, seed: int = 0, table: TableConfig | None = None
     ) -> None:
         self.config = config
         self.dim = config.dim
-        self.optimizer: Optimizer = make_optimizer(
-            config.optimizer,
-            config.learning_rate,
-            initial_accumulator=config.initial_accumulator,
-            ftrl_beta=config.ftrl_beta,
-            ftrl_l1=config.ftrl_l1,
-            ftrl_l2=config.ftrl_l2,
-        )
+        self.optimizer: Optimizer = config.optimizer.build()
         self.width = self.dim + self.optimizer.state_width(self.dim)
         # Column j's weight and state are at j + dim * k (see Cells).
         self._cell_columns = self.dim * np.arange(self.width // self.dim)
-        self.table = make_table(self.width, backend, hashed_rows, seed)
-        self.filter = AdmissionFilter(
-            config.min_count, config.admit_prob, config.filter_width, config.filter_depth, seed
+        self.table_config: TableConfig = (
+            config.table if config.table is not None else table or CuckooTableConfig()
         )
+        self.table: Table = self.table_config.build(self.width, seed)
+        self.filter: AdmissionFilter = config.admission.build(seed)
         self.init_rng = np.random.default_rng(seed)
         self.deleted: list[np.ndarray] = []  # IDs removed since the last drain
         self.filtered = 0  # sightings refused a row (for stats)
@@ -181,11 +170,12 @@ class EmbeddingSlot:
     # -- expiry --------------------------------------------------------------------
     def evict_expired(self, now: float) -> int:
         """Delete rows whose last update is older than ``ttl_s``; returns how many."""
-        if self.config.ttl_s <= 0 or len(self.table) == 0:
+        expiry = self.config.expiry
+        if not expiry.enabled or len(self.table) == 0:
             return 0
         store = self.table.rows
         live = store.live_rows()
-        old = live[store.stamps[live] < now - self.config.ttl_s]
+        old = live[expiry.expired(store.stamps[live], now)]
         if len(old) == 0:
             return 0
         return len(self.delete(store.ids[old]))
@@ -242,6 +232,7 @@ class EmbeddingSlot:
 
     def stats(self) -> dict:
         return {
+            "table": self.table_config.kind,
             **self.table.stats(),
             "nbytes": self.nbytes,
             "filter_bytes": self.filter.nbytes,

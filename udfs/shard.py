@@ -70,7 +70,7 @@ class ShardWorker:
             EventTimeHold(t.micro_batch, t.max_hold_s, t.batch_examples, t.batch_wait_ms / 1000)
             if self.event_time else ArrivalHold(t.batch_examples, t.batch_wait_ms / 1000))
         self.held_written = 0  # rows in the state's held list (held or trained since)
-        self.expiring = any(slot.ttl_s > 0 for slot in cfg.model.slots)
+        self.expiring = any(slot.expiry.enabled for slot in cfg.model.slots)
         self.versions = Versions()
         self.watermark_ms = 0
         self.log_len = 0

@@ -102,9 +102,7 @@ class Trainer:
         if collection is None:
             from ps import EmbeddingCollection
 
-            collection = EmbeddingCollection(self.slots, backend=train.backend,
-                                             hashed_rows=train.hashed_rows or None,
-                                             seed=train.seed)
+            collection = EmbeddingCollection(self.slots, table=train.table, seed=train.seed)
         self.tables = collection
         dims = {self.tables.dim(s.name) for s in self.slots}
         if len(dims) != 1:

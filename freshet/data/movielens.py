@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freshet.config import ModelConfig
-from ps.config import SlotConfig
+from ps.config import AdagradConfig, SlotConfig
 
 WHEEL = "recbole==1.2.1"
 FILES = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
@@ -115,10 +115,10 @@ def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
     deepfm = ModelConfig(
         model_id="deepfm", kind="deepfm", hidden=[64, 32], dense_learning_rate=0.001,
         first_order_scale=5.0,
-        slots=[SlotConfig(s, dim=dim, learning_rate=0.1) for s in SLOTS],
+        slots=[SlotConfig(s, dim=dim, optimizer=AdagradConfig(learning_rate=0.1)) for s in SLOTS],
     )
     lr = ModelConfig(
         model_id="lr", kind="lr", hidden=[], dense_learning_rate=0.01, first_order_scale=1.0,
-        slots=[SlotConfig(s, dim=1, learning_rate=0.5) for s in SLOTS],
+        slots=[SlotConfig(s, dim=1, optimizer=AdagradConfig(learning_rate=0.5)) for s in SLOTS],
     )
     return deepfm, lr

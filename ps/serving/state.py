@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ps.collection import EmbeddingCollection
-from ps.config import SlotConfig
+from ps.config import AdmissionConfig, ExpiryConfig, SGDConfig, SlotConfig
 from ps.serving.half import HalfCollection
 
 PRECISIONS = ("fp32", "fp16")  # fp16: half the memory, ~3 significant digits
@@ -57,7 +57,8 @@ PRECISIONS = ("fp32", "fp16")  # fp16: half the memory, ~3 significant digits
 def serving_slots(slots: Sequence[SlotConfig]) -> list[SlotConfig]:
     """The trainer's slots, laid out for serving: values only, every ID admitted."""
     return [
-        dataclasses.replace(s, optimizer="sgd", min_count=1, admit_prob=1.0, ttl_s=0.0)
+        dataclasses.replace(s, optimizer=SGDConfig(), table=None, admission=AdmissionConfig(),
+                            expiry=ExpiryConfig())
         for s in slots
     ]
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from experiments.streams import synthetic_examples
-from experiments.tune import Setting, evaluate, range_rows
+from experiments.tune import Setting, evaluate, range_rows, to_toml
 from freshet import kafka
 from freshet.app import cli
 from freshet.app.demo import config_env
 from freshet.config import Config, load_config
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.topics import encode_examples
+from ps.config import AdmissionConfig, FTRLConfig, HashedTableConfig
 
 
 def test_tune_writes_settings_at_least_as_good_as_the_defaults(
@@ -46,3 +47,17 @@ def test_tune_writes_settings_at_least_as_good_as_the_defaults(
     assert Setting.of(tuned) == Setting(**result["best"])
     rerun = dataclasses.replace(cfg, model=tuned.model, train=tuned.train)
     assert evaluate(rerun, rows)["auc"] == pytest.approx(result["auc"], abs=1e-4)
+
+
+def test_the_written_settings_load_back_with_each_slots_policies(tmp_path: Path) -> None:
+    """``tuned.toml`` writes each slot's policies as inline tables that load back whole."""
+    base = Config()
+    slots = [dataclasses.replace(s, optimizer=FTRLConfig(l1=0.1), admission=AdmissionConfig(2),
+                                 table=HashedTableConfig(10) if s.name == "genre" else None)
+             for s in base.model.slots]
+    cfg = base.replace(model=dataclasses.replace(base.model, slots=slots))
+    setting = Setting(0.2, 5.0, 0.001, 32)
+    out = tmp_path / "tuned.toml"
+    out.write_text(to_toml(cfg, setting, "a note"))
+    assert 'optimizer = {kind = "ftrl", learning_rate = 0.2' in out.read_text()
+    assert load_config(out, environ={}).model == setting.apply(cfg).model

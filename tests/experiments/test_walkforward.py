@@ -15,7 +15,7 @@ from experiments.sync import by_rating_index
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, TrainConfig
 from freshet.produce.synthetic import SyntheticSpec
-from ps.config import SlotConfig
+from ps.config import AdagradConfig, ExpiryConfig, SlotConfig
 
 DAY_MS = int(DAY_S * 1000)
 MODULES = ["experiments.streams", "experiments.serving_copy", "experiments.walkforward",
@@ -30,7 +30,7 @@ def test_docstring_examples(name: str) -> None:
 
 
 def model(init_std: float = 0.01) -> ModelConfig:
-    slots = [SlotConfig(s, dim=4, learning_rate=0.1, init_std=init_std)
+    slots = [SlotConfig(s, dim=4, optimizer=AdagradConfig(0.1), init_std=init_std)
              for s in ("user_id", "item_id", "genre")]
     return ModelConfig(slots=slots, hidden=[8])
 
@@ -121,7 +121,8 @@ def test_serving_copies_refuse_hashed_trainer_tables() -> None:
 
 def test_expiry_deletes_rows_in_the_trainer_and_in_the_copy() -> None:
     m = model()
-    m = dataclasses.replace(m, slots=[dataclasses.replace(s, ttl_s=3600.0) for s in m.slots])
+    m = dataclasses.replace(m, slots=[dataclasses.replace(s, expiry=ExpiryConfig(3600.0))
+                                      for s in m.slots])
     run = walk_forward(stream(), m, TrainConfig(), copies=[CopySpec("c", 60.0)],
                        evict_every_s=600.0)
     peak = max(s["rows"] for s in run.sizes)

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from freshet.config import Config, ConfigError, load_config
+from ps.config import HashedTableConfig
 
 
 def test_defaults_without_file() -> None:
@@ -71,8 +72,8 @@ def test_a_list_variable_that_is_not_a_json_list_names_the_variable(value: str) 
 
 
 def test_hashed_tables_need_their_row_count_at_load() -> None:
-    with pytest.raises(ConfigError, match=r"train\.hashed_rows > 0"):
-        load_config(path=None, environ={"FRESHET__TRAIN__BACKEND": "hashed"})
-    cfg = load_config(path=None, environ={"FRESHET__TRAIN__BACKEND": "hashed",
-                                          "FRESHET__TRAIN__HASHED_ROWS": "1000"})
-    assert (cfg.train.backend, cfg.train.hashed_rows) == ("hashed", 1000)
+    with pytest.raises(ConfigError, match=r"^train\.table\.rows: must be an int >= 1"):
+        load_config(path=None, environ={"FRESHET__TRAIN__TABLE__KIND": "hashed"})
+    cfg = load_config(path=None, environ={"FRESHET__TRAIN__TABLE__KIND": "hashed",
+                                          "FRESHET__TRAIN__TABLE__ROWS": "1000"})
+    assert cfg.train.table == HashedTableConfig(rows=1000)

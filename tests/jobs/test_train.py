@@ -21,7 +21,7 @@ from jobs.manifest import ReplayModel
 from jobs.replay import replay
 from jobs.train import build
 from ps import EmbeddingCollection
-from ps.config import SlotConfig
+from ps.config import HashedTableConfig, SlotConfig
 from ps.delta import DeltaAssembler
 from udfs.shard_state import unpack_meta
 from udfs.trainer import Ledger
@@ -143,10 +143,10 @@ def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
 
 
 def test_hashed_tables_train_through_the_flink_job(cfg: Config) -> None:
-    """``train.backend = "hashed"`` (with ``train.hashed_rows``) reaches the Flink worker's
-    tables: a bounded job trains every example on them."""
-    train = TrainConfig(parallelism=1, micro_batch=64, eval_window=2000, backend="hashed",
-                        hashed_rows=50)
+    """``train.table = {kind = "hashed", rows = 50}`` reaches the Flink worker's tables: a
+    bounded job trains every example on them."""
+    train = TrainConfig(parallelism=1, micro_batch=64, eval_window=2000,
+                        table=HashedTableConfig(rows=50))
     batches, done = train_bounded(cfg, train, 4, "test-hashed")
     assert [m["value"] for m in done] == [4 * PER_MESSAGE]
     assert done[0]["labels"]["fingerprint"] == str(ledger_of(batches).fingerprint)

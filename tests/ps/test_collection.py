@@ -11,11 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ps import EmbeddingCollection
-from ps.config import SlotConfig
+from ps.config import (
+    AdmissionConfig,
+    ExpiryConfig,
+    FTRLConfig,
+    HashedTableConfig,
+    SGDConfig,
+    SlotConfig,
+)
 
 
 def sgd_slot(name: str = "s", dim: int = 3, **kw: object) -> SlotConfig:
-    return SlotConfig(name, dim=dim, optimizer="sgd", learning_rate=1.0, init_std=0.0, **kw)
+    return SlotConfig(name, dim=dim, optimizer=SGDConfig(1.0), init_std=0.0, **kw)
 
 
 def test_pull_creates_initialised_rows_and_read_only_does_not() -> None:
@@ -39,7 +46,7 @@ def test_push_sums_duplicate_gradients() -> None:
 
 
 def test_push_to_unadmitted_ids_is_ignored() -> None:
-    coll = EmbeddingCollection([sgd_slot(min_count=5)])
+    coll = EmbeddingCollection([sgd_slot(admission=AdmissionConfig(min_count=5))])
     coll.pull("s", np.array([1]), now=0.0)
     coll.push("s", np.array([1]), np.ones((1, 3), np.float32), now=1.0)
     assert len(coll) == 0 and coll.drain_delta().num_rows == 0
@@ -48,7 +55,8 @@ def test_push_to_unadmitted_ids_is_ignored() -> None:
 
 
 def test_slots_are_independent() -> None:
-    coll = EmbeddingCollection([sgd_slot("a", dim=2), SlotConfig("b", dim=5, optimizer="ftrl")])
+    coll = EmbeddingCollection([sgd_slot("a", dim=2),
+                                SlotConfig("b", dim=5, optimizer=FTRLConfig())])
     coll.pull("a", np.array([1]), now=0.0)
     coll.pull("b", np.array([1]), now=0.0)
     coll.push("a", np.array([1]), np.ones((1, 2), np.float32), now=0.0)
@@ -59,7 +67,7 @@ def test_slots_are_independent() -> None:
 
 
 def test_expiry_by_last_update() -> None:
-    coll = EmbeddingCollection([sgd_slot("t", ttl_s=10.0), sgd_slot("forever")])
+    coll = EmbeddingCollection([sgd_slot("t", expiry=ExpiryConfig(10.0)), sgd_slot("forever")])
     coll.pull("t", np.arange(4), now=0.0)
     coll.pull("forever", np.arange(4), now=0.0)
     coll.push("t", np.array([0]), np.ones((1, 3), np.float32), now=8.0)
@@ -70,7 +78,8 @@ def test_expiry_by_last_update() -> None:
 
 
 def test_drain_delta_reports_touched_and_deleted_rows() -> None:
-    coll = EmbeddingCollection([SlotConfig("u", dim=2, ttl_s=5.0), SlotConfig("i", dim=3)])
+    coll = EmbeddingCollection([SlotConfig("u", dim=2, expiry=ExpiryConfig(5.0)),
+                                SlotConfig("i", dim=3)])
     coll.pull("u", np.array([1, 2, 3]), now=0.0)
     coll.pull("i", np.array([7]), now=0.0)
     coll.push("u", np.array([1, 2]), np.ones((2, 2), np.float32), now=1.0)
@@ -92,7 +101,8 @@ def test_drain_delta_reports_touched_and_deleted_rows() -> None:
 
 
 def test_apply_mirrors_trainer_on_serving_side() -> None:
-    slots = [SlotConfig("u", dim=4, ttl_s=50.0, min_count=2), SlotConfig("g", dim=2)]
+    slots = [SlotConfig("u", dim=4, expiry=ExpiryConfig(50.0),
+                        admission=AdmissionConfig(min_count=2)), SlotConfig("g", dim=2)]
     trainer, server = EmbeddingCollection(slots), EmbeddingCollection(slots)
     rng = np.random.default_rng(0)
     for step in range(20):
@@ -110,8 +120,8 @@ def test_apply_mirrors_trainer_on_serving_side() -> None:
 
 
 def test_snapshot_restore_keeps_rows_state_and_filters(tmp_path: Path) -> None:
-    slots = [SlotConfig("u", dim=4, optimizer="adagrad", min_count=2),
-             SlotConfig("f", dim=3, optimizer="ftrl", ttl_s=30.0)]
+    slots = [SlotConfig("u", dim=4, admission=AdmissionConfig(min_count=2)),
+             SlotConfig("f", dim=3, optimizer=FTRLConfig(), expiry=ExpiryConfig(30.0))]
     coll = EmbeddingCollection(slots, seed=5)
     rng = np.random.default_rng(1)
     for step in range(5):
@@ -139,8 +149,9 @@ def test_snapshot_restore_keeps_rows_state_and_filters(tmp_path: Path) -> None:
 def test_filter_state_plus_replayed_journal_gives_the_same_filters() -> None:
     # What a trainer checkpoint holds: the filters' state once, then each later call's
     # sightings. Rebuilt that way, the filters must decide every future ID as before.
-    slots = [SlotConfig("u", dim=2, min_count=3, filter_width=64),  # halves every 32
-             SlotConfig("p", dim=2, admit_prob=0.4), SlotConfig("all", dim=2)]
+    slots = [SlotConfig("u", dim=2, admission=AdmissionConfig(3, sketch_width=64)),  # halves
+             SlotConfig("p", dim=2, admission=AdmissionConfig(admit_prob=0.4)),  # every 32
+             SlotConfig("all", dim=2)]
     live, rebuilt = EmbeddingCollection(slots, seed=3), EmbeddingCollection(slots, seed=3)
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -170,17 +181,19 @@ def test_restore_rejects_mismatched_dims(tmp_path: Path) -> None:
         EmbeddingCollection.restore(tmp_path, [SlotConfig("u", dim=8)])
 
 
-def test_hashed_backend_shares_rows_between_colliding_ids(tmp_path: Path) -> None:
-    coll = EmbeddingCollection([sgd_slot()], backend="hashed", hashed_rows=1)
+def test_hashed_tables_share_rows_between_colliding_ids(tmp_path: Path) -> None:
+    coll = EmbeddingCollection([sgd_slot(), sgd_slot("own", table=HashedTableConfig(rows=2))],
+                               table=HashedTableConfig(rows=1))
     coll.pull("s", np.array([1, 2]), now=0.0)
     coll.push("s", np.array([1]), np.ones((1, 3), np.float32), now=0.0)
     assert coll.lookup("s", np.array([2])).tolist() == [[-1.0, -1.0, -1.0]]  # collision
     assert len(coll) == 1
+    assert coll.tables() == {"s": HashedTableConfig(1), "own": HashedTableConfig(2)}
+    assert coll.slots["own"].table.n_rows == 2  # a slot's own table wins
     coll.snapshot(tmp_path)
-    back = EmbeddingCollection.restore(tmp_path, [sgd_slot()])
-    assert back.backend == "hashed" and back.lookup("s", np.array([2])).tolist() == [[-1] * 3]
-    with pytest.raises(ValueError, match="hashed_rows"):
-        EmbeddingCollection([sgd_slot()], backend="hashed")
+    back = EmbeddingCollection.restore(tmp_path, [sgd_slot(), sgd_slot("own")])
+    assert back.tables() == coll.tables()  # the snapshot's tables, not the default cuckoo
+    assert back.lookup("s", np.array([2])).tolist() == [[-1] * 3]
 
 
 def test_stats_and_memory_accounting() -> None:
@@ -196,7 +209,8 @@ def test_stats_and_memory_accounting() -> None:
 
 def test_ttl_stream_of_5m_ids_stays_bounded() -> None:
     """5M distinct IDs through a slot with a short TTL: rows and bytes plateau."""
-    coll = EmbeddingCollection([SlotConfig("x", dim=8, optimizer="sgd", ttl_s=2.0)])
+    coll = EmbeddingCollection([SlotConfig("x", dim=8, optimizer=SGDConfig(),
+                                           expiry=ExpiryConfig(2.0))])
     batch, n = 65_536, 5_000_000
     row_bytes = coll.slots["x"].table.rows.row_bytes
     max_rows = max_bytes = 0
@@ -227,9 +241,10 @@ op = st.one_of(
 @given(ops=st.lists(op, max_size=25), backend=st.sampled_from(["cuckoo", "hashed"]))
 def test_matches_dict_model(ops: list, backend: str, tmp_path_factory: pytest.TempPathFactory
                             ) -> None:
-    slots = [sgd_slot(ttl_s=3.0)]
+    slots = [sgd_slot(expiry=ExpiryConfig(3.0))]
     # hashed with more rows than IDs behaves like a dict only if nothing collides
-    coll = EmbeddingCollection(slots, backend=backend, hashed_rows=1 << 20)
+    table = HashedTableConfig(rows=1 << 20) if backend == "hashed" else None
+    coll = EmbeddingCollection(slots, table=table)
     model: dict[int, tuple[np.ndarray, float]] = {}  # id -> (embedding, last update)
     now = 0.0
     for kind, arg in ops:

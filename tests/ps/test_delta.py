@@ -9,14 +9,15 @@ import pyarrow as pa
 import pytest
 
 from ps import EmbeddingCollection
-from ps.config import SlotConfig
+from ps.config import ExpiryConfig, SlotConfig
 from ps.delta import DeltaAssembler, DeltaMeta, decode, encode_dense, encode_sparse
 
 META = {"model_id": "m", "shard": 1, "watermark_ms": 100, "wall_time_ms": 200}
 
 
 def trainer_delta(n: int = 5000) -> pa.RecordBatch:
-    coll = EmbeddingCollection([SlotConfig("u", dim=16, ttl_s=1.0), SlotConfig("g", dim=4)])
+    coll = EmbeddingCollection([SlotConfig("u", dim=16, expiry=ExpiryConfig(1.0)),
+                                SlotConfig("g", dim=4)])
     for name, dim in (("u", 16), ("g", 4)):
         ids = np.arange(n)
         coll.pull(name, ids, now=0.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ps import AdmissionFilter, CountMinSketch, EmbeddingCollection
-from ps.config import SlotConfig
+from ps.config import AdmissionConfig, SlotConfig
 
 
 def test_sketch_never_undercounts() -> None:
@@ -29,7 +29,7 @@ def test_sketch_halves_counters_periodically() -> None:
 
 
 def test_occurrence_filter_keeps_one_off_ids_out() -> None:
-    coll = EmbeddingCollection([SlotConfig("item", dim=4, min_count=2)])
+    coll = EmbeddingCollection([SlotConfig("item", dim=4, admission=AdmissionConfig(min_count=2))])
     batch, n_batches = 65_536, 16
     for i in range(n_batches):  # 1M distinct IDs, each seen once
         coll.pull("item", np.arange(i * batch, (i + 1) * batch) + 2**40, now=float(i))
@@ -51,7 +51,8 @@ def test_repeats_in_one_batch_count_as_sightings() -> None:
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
 def test_probabilistic_filter_admits_fraction(p: float) -> None:
-    coll = EmbeddingCollection([SlotConfig("u", dim=2, admit_prob=p)], seed=3)
+    coll = EmbeddingCollection([SlotConfig("u", dim=2, admission=AdmissionConfig(admit_prob=p))],
+                               seed=3)
     n = 20_000
     out = coll.pull("u", np.arange(n), now=0.0)
     assert out.shape == (n, 2)

@@ -1,19 +1,23 @@
-"""Each in-table optimizer against a plain NumPy reference of its update rule."""
+"""Each in-table optimizer against a plain NumPy reference of its update rule.
+
+What every optimizer kind must do (zero gradient, state width, ...) is in
+tests/ps/test_conformance.py, over the registry."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ps.optimizers import FTRL, SGD, Adagrad, make_optimizer, sum_by_row
+from ps.config import AdagradConfig, FTRLConfig, OptimizerConfig, SGDConfig
+from ps.optimizers import Optimizer, sum_by_row
 
 
 def reference(opt, w, state, g):  # noqa: ANN001, ANN201 - test helper
-    """One step on float64 copies."""
+    """One step of config ``opt`` on float64 copies."""
     w, state, g = w.astype(np.float64), state.astype(np.float64), g.astype(np.float64)
-    if isinstance(opt, SGD):
+    if isinstance(opt, SGDConfig):
         return w - opt.learning_rate * g, state
-    if isinstance(opt, Adagrad):
+    if isinstance(opt, AdagradConfig):
         acc = state + g * g
         return w - opt.learning_rate * g / np.sqrt(acc), acc
     dim = w.shape[1]
@@ -29,11 +33,13 @@ def reference(opt, w, state, g):  # noqa: ANN001, ANN201 - test helper
 
 
 @pytest.mark.parametrize(
-    "opt",
-    [SGD(0.1), Adagrad(0.2, 0.1), FTRL(0.3, 1.0, 0.0, 0.0), FTRL(0.3, 0.5, 0.05, 0.1)],
+    "config",
+    [SGDConfig(0.1), AdagradConfig(0.2, 0.1), FTRLConfig(0.3, 1.0, 0.0, 0.0),
+     FTRLConfig(0.3, 0.5, 0.05, 0.1)],
     ids=["sgd", "adagrad", "ftrl", "ftrl-l1l2"],
 )
-def test_matches_reference_over_steps(opt) -> None:  # noqa: ANN001
+def test_matches_reference_over_steps(config: OptimizerConfig) -> None:
+    opt = config.build()
     rng = np.random.default_rng(0)
     dim, n = 4, 6
     values = np.zeros((n + 2, dim + opt.state_width(dim)), np.float32)
@@ -45,14 +51,14 @@ def test_matches_reference_over_steps(opt) -> None:  # noqa: ANN001
     for _ in range(5):
         g = rng.normal(0, 1, (n, dim)).astype(np.float32)
         opt.apply(values, rows, g, dim)
-        w, state = reference(opt, w, state, g)
+        w, state = reference(config, w, state, g)
         np.testing.assert_allclose(values[rows, :dim], w, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(values[rows, dim:], state, rtol=1e-4, atol=1e-5)
     assert (values[[4, 6]] == untouched).all()
 
 
 def test_ftrl_l1_zeroes_weak_weights() -> None:
-    opt = FTRL(0.1, l1=10.0)
+    opt = FTRLConfig(0.1, l1=10.0).build()
     values = np.zeros((1, 3), np.float32)
     values[0, 0] = 0.5
     opt.apply(values, np.array([0]), np.array([[0.01]], np.float32), 1)
@@ -83,21 +89,8 @@ def test_sum_by_row_adds_in_the_order_a_loop_would() -> None:
                                                np.float32).reshape(-1, 3))
 
 
-def test_make_optimizer_rejects_unknown() -> None:
-    assert make_optimizer("sgd", 0.5) == SGD(0.5)
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        make_optimizer("adam", 0.1)
-
-
-@pytest.mark.parametrize("opt", [SGD(0.1), Adagrad(0.2, 0.1), FTRL(0.3, 0.5, 0.05, 0.1)],
-                         ids=["sgd", "adagrad", "ftrl"])
-def test_a_zero_gradient_changes_nothing(opt) -> None:  # noqa: ANN001
-    """The trainer steps first-order weights itself and pushes 0 for them (udfs/first_order.py)."""
-    dim = 3
-    values = np.zeros((2, dim + opt.state_width(dim)), np.float32)
-    values[:, dim:] = opt.init_state(2, dim)
-    rows = np.array([0, 1])
-    opt.apply(values, rows, np.ones((2, dim), np.float32), dim)  # a non-trivial state first
-    before = values.copy()
-    opt.apply(values, rows, np.zeros((2, dim), np.float32), dim)
-    np.testing.assert_array_equal(values, before)
+def test_the_kernel_refuses_a_code_it_has_no_branch_for() -> None:
+    with pytest.raises(ValueError, match="code 7 is not a branch"):
+        Optimizer("adam", code=7, hyper=(0.1, 0, 0, 0), initial_state=())
+    with pytest.raises(ValueError, match="at most 2 state floats"):
+        Optimizer("adam", code=1, hyper=(0.1, 0, 0, 0), initial_state=(0, 0, 0))

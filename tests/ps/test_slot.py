@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ps.config import SlotConfig
+from ps.config import AdmissionConfig, SlotConfig, optimizer_config
 from ps.optimizers import step
 from ps.slot import EmbeddingSlot
 
@@ -13,7 +13,7 @@ from ps.slot import EmbeddingSlot
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "ftrl"])
 def test_cells_step_like_push_does(optimizer: str) -> None:
     """Stepping column 2 through cells equals a push whose gradient is 0 elsewhere."""
-    cfg = SlotConfig("user_id", dim=4, optimizer=optimizer, learning_rate=0.3, min_count=1)
+    cfg = SlotConfig("user_id", dim=4, optimizer=optimizer_config(optimizer, learning_rate=0.3))
     a, b = EmbeddingSlot(cfg, seed=1), EmbeddingSlot(cfg, seed=1)
     ids = np.array([5, 9, 12])
     for s in (a, b):
@@ -33,7 +33,7 @@ def test_cells_step_like_push_does(optimizer: str) -> None:
 
 
 def test_ids_without_a_row_read_zero_and_are_not_written() -> None:
-    cfg = SlotConfig("user_id", dim=2, optimizer="adagrad", min_count=2)  # first sighting: no row
+    cfg = SlotConfig("user_id", dim=2, admission=AdmissionConfig(min_count=2))  # 1st: no row
     s = EmbeddingSlot(cfg)
     s.pull(np.array([1]), now=0.0)
     s.pull(np.array([1, 2]), now=0.0)  # 1 admitted on its 2nd sighting, 2 not yet

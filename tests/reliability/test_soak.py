@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from freshet.config import Config, ModelConfig, SyncConfig, TrainConfig
-from ps.config import SlotConfig
+from ps.config import ExpiryConfig, SlotConfig
 
 FULL = 10_000_000  # docs/reliability.md's run
 TOTAL = int(os.environ.get("FRESHET_SOAK_IDS", 2_000_000))  # make test's
@@ -62,8 +62,8 @@ def soak(total: int = TOTAL, samples: int = 200, ttl_s: float = TTL_S) -> dict:
 
     cfg = Config(
         model=ModelConfig(kind="deepfm", hidden=[16], slots=[
-            SlotConfig("user_id", dim=8, ttl_s=ttl_s),
-            SlotConfig("item_id", dim=8, ttl_s=ttl_s),
+            SlotConfig("user_id", dim=8, expiry=ExpiryConfig(ttl_s)),
+            SlotConfig("item_id", dim=8, expiry=ExpiryConfig(ttl_s)),
         ]),
         train=TrainConfig(micro_batch=256, eval_window=100_000, compact_every=64),
         sync=SyncConfig(sparse_sync_interval_s=0.2),

@@ -11,12 +11,13 @@ import pytest
 
 from freshet.config import TrainConfig
 from freshet.topics import ExampleBatch
-from ps.optimizers import FTRL, SGD, Adagrad
+from ps.config import AdagradConfig, FTRLConfig, SGDConfig
 from ps.slot import Cells
 from udfs.first_order import step_first_order
 from udfs.trainer import Trainer
 
-OPTIMIZERS = [SGD(0.3), Adagrad(0.2, 0.1), FTRL(0.3, 1.0, 0.01, 0.1)]
+OPTIMIZERS = [c.build() for c in (SGDConfig(0.3), AdagradConfig(0.2, 0.1),
+                                  FTRLConfig(0.3, 1.0, 0.01, 0.1))]
 
 
 def random_slot(rng: np.random.Generator, opt: object, n: int, ids: int, missing: int) -> tuple:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from freshet.config import Config, SyncConfig, TrainConfig
+from freshet.config import Config, SyncConfig, TrainConfig, load_config
 from ps import EmbeddingCollection
+from ps.config import AdmissionConfig, CuckooTableConfig, ExpiryConfig, HashedTableConfig
 from ps.delta import DeltaAssembler
 from udfs.shard import ShardWorker
 from udfs.shard_state import MemoryState
@@ -75,8 +77,10 @@ def test_restore_keeps_the_admission_filters(streams: SimpleNamespace) -> None:
     # sighting (sketch counters, their halving, the coin's RNG), so a restore must bring
     # the filters back exactly or the restored trainer admits different IDs.
     base = make_cfg(streams, sync_s=1e9)
-    slots = [dataclasses.replace(s, min_count=3, filter_width=256) if s.name == "user_id"
-             else dataclasses.replace(s, admit_prob=0.3) if s.name == "item_id" else s
+    slots = [dataclasses.replace(s, admission=AdmissionConfig(3, sketch_width=256))
+             if s.name == "user_id" else
+             dataclasses.replace(s, admission=AdmissionConfig(admit_prob=0.3))
+             if s.name == "item_id" else s
              for s in base.model.slots]
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, slots=slots))
     msgs = streams.messages(streams.examples(1400, seed=2, users=400, items=600), size=100)
@@ -180,7 +184,7 @@ def test_expired_rows_are_deleted_in_state_and_on_the_params_topic(
     streams: SimpleNamespace,
 ) -> None:
     cfg = make_cfg(streams, sync_s=0.0, compact_every=1000)
-    slots = [dataclasses.replace(s, ttl_s=5.0) if s.name == "user_id" else s
+    slots = [dataclasses.replace(s, expiry=ExpiryConfig(5.0)) if s.name == "user_id" else s
              for s in cfg.model.slots]
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, slots=slots))
     early = streams.examples(100, seed=5, users=10)  # ts 0 .. 99 s: users 0-9
@@ -424,3 +428,51 @@ def test_a_configured_slot_the_examples_never_carry_is_named_once(
     assert message.startswith("slot genres is configured but none of the first 1,000")
     carried = {s.name for s in cfg.model.slots if s.name != "genres"}
     assert message.endswith("they carry: " + ", ".join(sorted(carried)))
+
+
+def test_slot_policies_from_toml_reach_the_shard_through_the_shipped_config(
+        streams: SimpleNamespace, tmp_path: Path) -> None:
+    """What ``freshet train`` does short of Flink: load the TOML, ship ``to_json`` to the
+    worker, build the shard from it. Every policy is in the shard's tables, and a shard
+    restored from a checkpoint continues exactly on them."""
+    f = tmp_path / "freshet.toml"
+    f.write_text("""
+[model]
+kind = "deepfm"
+hidden = [16]
+[train]
+micro_batch = 16
+eval_window = 256
+compact_every = 4
+batch_examples = 1
+table = {kind = "hashed", rows = 64}
+[[model.slots]]
+name = "user_id"
+dim = 8
+optimizer = {kind = "ftrl", learning_rate = 0.2, l1 = 0.001}
+admission = {min_count = 2, sketch_width = 256}
+expiry = {ttl_s = 20}
+table = {kind = "cuckoo"}
+[[model.slots]]
+name = "item_id"
+dim = 8
+optimizer = {kind = "sgd", learning_rate = 0.05}
+admission = {admit_prob = 0.5}
+[[model.slots]]
+name = "genre"
+dim = 8
+""")
+    cfg = Config.from_json(load_config(f, environ={}).to_json())
+    msgs = streams.messages(streams.examples(1400, seed=2), size=100)
+    a, b = run_and_restart(cfg, msgs)
+    slots = a.trainer.tables.slots
+    assert {n: s.table_config for n, s in slots.items()} == {
+        "user_id": CuckooTableConfig(), "item_id": HashedTableConfig(64),
+        "genre": HashedTableConfig(64)}
+    assert [s.optimizer.kind for s in slots.values()] == ["ftrl", "sgd", "adagrad"]
+    assert slots["item_id"].optimizer.hyper()[0] == np.float32(0.05)
+    assert slots["user_id"].filter.min_count == 2 and slots["user_id"].filtered > 0
+    assert slots["item_id"].filter.admit_prob == 0.5 and slots["item_id"].filtered > 0
+    assert a.expiring and slots["user_id"].config.expiry.ttl_s == 20.0
+    assert b.trainer.ledger == a.trainer.ledger and b.trainer.eval.auc() == a.trainer.eval.auc()
+    assert_same_rows(a.trainer.tables, b.trainer.tables)

@@ -10,6 +10,7 @@ import pytest
 
 from freshet.config import TrainConfig
 from freshet.topics import Example, ExampleBatch, encode_examples
+from ps.config import HashedTableConfig
 from udfs.models import numpy_forward
 from udfs.trainer import Trainer
 
@@ -107,12 +108,12 @@ def test_dense_state_round_trips(streams: SimpleNamespace) -> None:
     assert b.ledger == a.ledger and b.eval.auc() == a.eval.auc()
 
 
-def test_train_backend_hashed_reaches_the_tables(streams: SimpleNamespace) -> None:
-    """``train.backend = "hashed"`` with ``train.hashed_rows``: every slot gets a hashed
-    table of that many rows, and the model still learns."""
+def test_train_table_hashed_reaches_the_tables(streams: SimpleNamespace) -> None:
+    """``train.table = {kind = "hashed", rows = 64}``: every slot gets a hashed table of
+    that many rows, and the model still learns."""
     from ps import HashedTable
 
-    train = TrainConfig(micro_batch=32, eval_window=512, backend="hashed", hashed_rows=64)
+    train = TrainConfig(micro_batch=32, eval_window=512, table=HashedTableConfig(rows=64))
     tr = Trainer(streams.model_config("deepfm"), train)
     assert all(isinstance(s.table, HashedTable) for s in tr.tables.slots.values())
     windows = []

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from ps.config import SlotConfig
+from ps.config import AdmissionConfig, SlotConfig
 from ps.serving.state import DenseModel, ServingState
 from ps.serving.synthetic import lr_weights, sparse_rows
 
@@ -69,7 +69,7 @@ def test_dense_swap_is_one_reference_and_versions_count() -> None:
 
 
 def test_serving_tables_hold_values_only_and_apply_deletes() -> None:
-    state = ServingState([SlotConfig("item_id", dim=4, optimizer="adagrad", min_count=5)])
+    state = ServingState([SlotConfig("item_id", dim=4, admission=AdmissionConfig(min_count=5))])
     assert state.tables.slots["item_id"].width == 4  # no optimizer-state columns
     vals = np.arange(12, dtype=np.float32).reshape(3, 4)
     state.apply_sparse(sparse_rows({"item_id": (np.array([1, 2, 3]), vals)}), 0, 10)
