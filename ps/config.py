@@ -40,6 +40,7 @@ ValueError: admit_prob: must be in [0, 1], got 1.5
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import numbers
@@ -333,11 +334,19 @@ class SlotConfig:
         Which unseen IDs get a row (default: all).
     expiry : ExpiryConfig
         When idle rows are deleted (default: never).
+    boundaries : list of float
+        Non-empty: a numeric input (a price, an affinity). Its values are numbers and
+        each becomes the ID of its bucket, :meth:`bucket`, where values enter Freshet
+        (the ranking API, ``freshet produce file``), so the events, the trainer and the
+        served model all see the same IDs. Strictly increasing; empty: an ID slot.
 
     Examples
     --------
     >>> SlotConfig("genre", dim=8, expiry=ExpiryConfig(ttl_s=3600)).expiry.enabled
     True
+    >>> price = SlotConfig("price", boundaries=[10.0, 50.0, 100.0])
+    >>> price.bucket([3.5, 10.0, 99.9, 250.0])
+    [0, 1, 2, 3]
     >>> SlotConfig("genre", optimizer="ftrl")
     Traceback (most recent call last):
     ...
@@ -351,10 +360,15 @@ class SlotConfig:
     table: TableConfig | None = None
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     expiry: ExpiryConfig = field(default_factory=ExpiryConfig)
+    boundaries: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and self.name != "", "name", "a non-empty string",
                  self.name)
+        b = self.boundaries
+        _require(isinstance(b, (list, tuple)) and all(_real(v) and math.isfinite(v) for v in b)
+                 and all(x < y for x, y in zip(b, b[1:], strict=False)),
+                 "boundaries", "a strictly increasing list of finite numbers", b)
         _require(_int(self.dim) and self.dim >= 1, "dim", "an int >= 1", self.dim)
         _non_negative("init_std", self.init_std)
         for name, base in (("optimizer", OptimizerConfig), ("table", TableConfig),
@@ -362,6 +376,25 @@ class SlotConfig:
             value = getattr(self, name)
             if not isinstance(value, base) and not (name == "table" and value is None):
                 raise TypeError(f"{name}: must be an instance of {base.__name__}, got {value!r}")
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the slot's values are numbers bucketised by :attr:`boundaries`."""
+        return bool(self.boundaries)
+
+    def bucket(self, values: Any) -> list[int]:
+        """The IDs of a numeric slot's values: the number of boundaries <= each value.
+
+        So ``len(boundaries) + 1`` IDs, 0 for values below the first boundary. A value
+        that is not a finite number raises ``ValueError`` naming the slot.
+        """
+        out = []
+        for v in values:
+            if isinstance(v, bool) or not _real(v):
+                raise ValueError(f"slot {self.name}: {v!r} is not a finite number "
+                                 f"(a numeric slot, boundaries {self.boundaries})")
+            out.append(bisect.bisect_right(self.boundaries, v))
+        return out
 
 
 # -- registries -----------------------------------------------------------------------

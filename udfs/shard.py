@@ -64,7 +64,9 @@ class ShardWorker:
         self.sparse = SparseBuffer()
         self.event_time = cfg.train.order == "event_time"
         t = cfg.train
-        self.slot_check = SlotCheck([slot.name for slot in cfg.model.slots])
+        self.slot_check = SlotCheck(
+            [slot.name for slot in cfg.model.slots],
+            buckets={s.name: len(s.boundaries) + 1 for s in cfg.model.slots if s.numeric})
         # Examples wait in the hold (and the state's held list) until trained together.
         self.hold: EventTimeHold | ArrivalHold = (
             EventTimeHold(t.micro_batch, t.max_hold_s, t.batch_examples, t.batch_wait_ms / 1000)
