@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     deepfm, lr = model_configs(args.dim)
     work = Path(tempfile.mkdtemp(prefix="freshet-bench-train-"))
     base = load_config(path=None)  # FRESHET__* overrides apply
-    train = dataclasses.replace(base.train, micro_batch=args.micro_batch, eval_window=WINDOW)
+    train = dataclasses.replace(base.train, micro_batch=args.micro_batch,
+                                eval_window_examples=WINDOW)
     cfg = dataclasses.replace(base, work_dir=str(work), model=deepfm, train=train,
                               sync=SyncConfig(sparse_sync_interval_s=1.0))
     # The messages are in event-time order on one partition, so arrival order is event

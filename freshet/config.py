@@ -188,7 +188,7 @@ class TrainConfig:
     # dense weights once per micro-batch): udfs/first_order.py. MovieLens, micro-batch
     # 32: progressive AUC 0.742 -> 0.764 (docs/training.md).
     first_order_per_example: bool = True
-    eval_window: int = 10_000  # examples per progressive-evaluation window (metrics topic)
+    eval_window_examples: int = 10_000  # examples per progressive-evaluation window (metrics topic)
     tf_threads: int = 1  # TensorFlow intra/inter-op threads per trainer process
     # The table of every slot that names none (model.slots[].table): {kind = "cuckoo"}
     # (collisionless) or {kind = "hashed", rows = N} (N rows per slot; IDs share a row
@@ -235,7 +235,7 @@ class ServingConfig:
     max_candidates: int = 1000
     max_body_bytes: int = 1 << 20
     dense_gate_margin: float = 0.01  # reject a dense update whose AUC drops more than this
-    gate_window: int = 10_000  # newest labelled examples the gate evaluates on
+    gate_window_examples: int = 10_000  # newest labelled examples the gate evaluates on
     gate_min_examples: int = 200  # fewer: a dense update is accepted unvalidated (and says so)
     snapshot_dir: str = "serving"  # under work_dir unless absolute
     snapshot_interval_s: float = 5.0

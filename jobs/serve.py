@@ -135,7 +135,7 @@ class Server:
         t0 = time.monotonic()
         self.state, position = self.store.load(self.slots, sc.precision)
         self.restore_s = time.monotonic() - t0
-        self.window = ExampleWindow(sc.gate_window)
+        self.window = ExampleWindow(sc.gate_window_examples)
         self.gate = ValidationGate(self.forward, self.slot_order, self.dim,
                                    sc.dense_gate_margin, sc.gate_min_examples)
         self.loader = DeltaLoader(cfg, self.state, position, cfg.model.model_id, self.store,

@@ -102,7 +102,7 @@ def small_trainer(cfg: Config, **flink: object) -> Config:
         cfg,
         model=ModelConfig(kind="deepfm", hidden=[16],
                           slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id")]),
-        train=TrainConfig(micro_batch=64, eval_window=1000, compact_every=16),
+        train=TrainConfig(micro_batch=64, eval_window_examples=1000, compact_every=16),
         sync=SyncConfig(sparse_sync_interval_s=0.5),
         flink=dataclasses.replace(cfg.flink, checkpoint_interval_ms=1000, **flink),
     )

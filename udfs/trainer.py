@@ -116,10 +116,10 @@ class Trainer:
         self.model = self.arch.build_keras()
         self.optimizer = keras.optimizers.Adam(model.dense_learning_rate)
         self.optimizer.build(self.model.trainable_variables)
-        self.eval = ProgressiveEval(train.eval_window)
+        self.eval = ProgressiveEval(train.eval_window_examples)
         # The scores serving returned for these impressions (logged with them), against
         # the same labels: what users were actually shown, whatever the training order.
-        self.served = ProgressiveEval(train.eval_window)
+        self.served = ProgressiveEval(train.eval_window_examples)
         self.ledger = Ledger()
         self.negative_rate = 1.0  # last seen sampling rate of negatives
         spec = [

@@ -80,7 +80,7 @@ def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path) -> Conf
         # Event time runs ~1,100 ratings per wall second here, so negatives arrive
         # hundreds of ratings after their positives: train in event-time order (which
         # costs the positives the join window: 60 s of event time, a moment here).
-        train=dataclasses.replace(cfg.train, parallelism=1, eval_window=2000,
+        train=dataclasses.replace(cfg.train, parallelism=1, eval_window_examples=2000,
                                   order="event_time", max_hold_s=5.0),
         serving=dataclasses.replace(cfg.serving, port=port, log_impressions=False),
     )

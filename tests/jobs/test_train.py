@@ -63,7 +63,7 @@ def test_replay_then_online_trains_each_example_once_and_params_rebuild_the_mode
         cfg,
         model=ModelConfig(kind="deepfm", hidden=[16],
                           slots=[SlotConfig(s, dim=8) for s in ("user_id", "item_id", "genre")]),
-        train=TrainConfig(micro_batch=64, eval_window=2000),
+        train=TrainConfig(micro_batch=64, eval_window_examples=2000),
         sync=SyncConfig(sparse_sync_interval_s=0.2, max_part_bytes=16384),
     )
     batches = stream()
@@ -133,7 +133,8 @@ def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
     cfg: Config,
 ) -> None:
     batches, done = train_bounded(
-        cfg, TrainConfig(parallelism=2, micro_batch=64, eval_window=2000), 16, "test-two-shards")
+        cfg, TrainConfig(parallelism=2, micro_batch=64, eval_window_examples=2000), 16,
+        "test-two-shards")
     assert sorted(m["labels"]["subtask"] for m in done) == ["0", "1"]
     assert sorted(m["labels"]["shard"] for m in done) == ["0", "1"]
     assert all(m["value"] > 0 for m in done)  # both shards got messages
@@ -145,7 +146,7 @@ def test_two_shards_run_on_two_subtasks_and_together_train_each_example_once(
 def test_hashed_tables_train_through_the_flink_job(cfg: Config) -> None:
     """``train.table = {kind = "hashed", rows = 50}`` reaches the Flink worker's tables: a
     bounded job trains every example on them."""
-    train = TrainConfig(parallelism=1, micro_batch=64, eval_window=2000,
+    train = TrainConfig(parallelism=1, micro_batch=64, eval_window_examples=2000,
                         table=HashedTableConfig(rows=50))
     batches, done = train_bounded(cfg, train, 4, "test-hashed")
     assert [m["value"] for m in done] == [4 * PER_MESSAGE]

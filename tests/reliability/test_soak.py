@@ -65,7 +65,7 @@ def soak(total: int = TOTAL, samples: int = 200, ttl_s: float = TTL_S) -> dict:
             SlotConfig("user_id", dim=8, expiry=ExpiryConfig(ttl_s)),
             SlotConfig("item_id", dim=8, expiry=ExpiryConfig(ttl_s)),
         ]),
-        train=TrainConfig(micro_batch=256, eval_window=100_000, compact_every=64),
+        train=TrainConfig(micro_batch=256, eval_window_examples=100_000, compact_every=64),
         sync=SyncConfig(sparse_sync_interval_s=0.2),
     )
     state = MemoryState()

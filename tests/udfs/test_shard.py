@@ -23,7 +23,7 @@ def make_cfg(streams: SimpleNamespace, sync_s: float = 0.0, compact_every: int =
     return dataclasses.replace(
         Config(),
         model=streams.model_config("deepfm"),
-        train=TrainConfig(micro_batch=16, eval_window=256, compact_every=compact_every,
+        train=TrainConfig(micro_batch=16, eval_window_examples=256, compact_every=compact_every,
                           batch_examples=1),  # every message trains at once
         sync=SyncConfig(sparse_sync_interval_s=sync_s, max_part_bytes=4096),
     )
@@ -442,7 +442,7 @@ kind = "deepfm"
 hidden = [16]
 [train]
 micro_batch = 16
-eval_window = 256
+eval_window_examples = 256
 compact_every = 4
 batch_examples = 1
 table = {kind = "hashed", rows = 64}

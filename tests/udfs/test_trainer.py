@@ -21,7 +21,7 @@ def batch_of(exs: list[Example]) -> ExampleBatch:
 
 @pytest.mark.parametrize("kind", ["deepfm", "lr"])
 def test_learns_a_learnable_stream(kind: str, streams: SimpleNamespace) -> None:
-    tr = Trainer(streams.model_config(kind), TrainConfig(micro_batch=32, eval_window=512))
+    tr = Trainer(streams.model_config(kind), TrainConfig(micro_batch=32, eval_window_examples=512))
     windows = []
     for m in streams.messages(streams.examples(6000), size=256):
         tr.train_batch(ExampleBatch.from_json(m))
@@ -113,7 +113,7 @@ def test_train_table_hashed_reaches_the_tables(streams: SimpleNamespace) -> None
     that many rows, and the model still learns."""
     from ps import HashedTable
 
-    train = TrainConfig(micro_batch=32, eval_window=512, table=HashedTableConfig(rows=64))
+    train = TrainConfig(micro_batch=32, eval_window_examples=512, table=HashedTableConfig(rows=64))
     tr = Trainer(streams.model_config("deepfm"), train)
     assert all(isinstance(s.table, HashedTable) for s in tr.tables.slots.values())
     windows = []

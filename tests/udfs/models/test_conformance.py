@@ -159,7 +159,7 @@ def test_config_accepts_it(kind: str) -> None:
 def test_trains_on_a_learnable_stream(kind: str, streams: SimpleNamespace) -> None:
     from udfs.trainer import Trainer
 
-    tr = Trainer(streams.model_config(kind), TrainConfig(micro_batch=32, eval_window=512))
+    tr = Trainer(streams.model_config(kind), TrainConfig(micro_batch=32, eval_window_examples=512))
     for m in streams.messages(streams.examples(3000), size=256):
         tr.train_batch(ExampleBatch.from_json(m))
     assert tr.eval.auc() > 0.75, tr.eval.auc()
