@@ -11,7 +11,7 @@ thread would have waited for the interpreter meanwhile. Figures:
   of all, including those that wrote a new base; ``saves_writing_a_base``);
 - ``base_save_s``: the first base (every row);
 - ``arrow_snapshot_s``: the tables written whole as one Arrow IPC file, the design the
-  store replaced (it ran every ``serving.snapshot_interval_s``), in the same run;
+  store replaced (it ran every ``serving.store_interval_s``), in the same run;
 - ``load_s`` and ``arrow_restore_s``: reading each back into serving tables.
 """
 

@@ -237,8 +237,8 @@ class ServingConfig:
     dense_gate_margin: float = 0.01  # reject a dense update whose AUC drops more than this
     gate_window_examples: int = 10_000  # newest labelled examples the gate evaluates on
     gate_min_examples: int = 200  # fewer: a dense update is accepted unvalidated (and says so)
-    snapshot_dir: str = "serving"  # under work_dir unless absolute
-    snapshot_interval_s: float = 5.0
+    store_dir: str = "serving"  # the serving store (ServingStore), under work_dir unless absolute
+    store_interval_s: float = 5.0
     demotion_window_s: float = 0.0  # items shown to the user this recently are demoted; 0: off
     demotion_factor: float = 0.5  # score multiplier for a demoted item
     log_impressions: bool = True  # log each returned item to the features topic

@@ -4,7 +4,7 @@ One process holds a :class:`ps.serving.ServingState` (embedding tables + dense
 model). Threads keep it fresh and close the loop:
 
 - the :class:`~server.loader.DeltaLoader` applies the ``params`` topic (from the
-  snapshot's position) and snapshots every ``serving.snapshot_interval_s``;
+  snapshot's position) and snapshots every ``serving.store_interval_s``;
 - an :class:`~server.window.ExampleTail` keeps recent labelled examples for the
   dense validation gate;
 - an :class:`~server.impressions.ImpressionLogger` writes each returned item's
@@ -131,7 +131,7 @@ class Server:
         self.dim = self.slots[0].dim
         self.forward = forward or numpy_forward()
         self.metrics = ServingMetrics()
-        self.store = ServingStore(cfg.path(sc.snapshot_dir) / cfg.model.model_id)
+        self.store = ServingStore(cfg.path(sc.store_dir) / cfg.model.model_id)
         t0 = time.monotonic()
         self.state, position = self.store.load(self.slots, sc.precision)
         self.restore_s = time.monotonic() - t0
@@ -139,7 +139,7 @@ class Server:
         self.gate = ValidationGate(self.forward, self.slot_order, self.dim,
                                    sc.dense_gate_margin, sc.gate_min_examples)
         self.loader = DeltaLoader(cfg, self.state, position, cfg.model.model_id, self.store,
-                                  self.gate, self.window, self.metrics, sc.snapshot_interval_s)
+                                  self.gate, self.window, self.metrics, sc.store_interval_s)
         self.tail = ExampleTail(cfg, self.window)
         log_impressions = sc.log_impressions if log_impressions is None else log_impressions
         self.impressions = ImpressionLogger(cfg, self.metrics) if log_impressions else None

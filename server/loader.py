@@ -92,7 +92,7 @@ class DeltaLoader(threading.Thread):
     model_id : str
         Updates of other models on the topic are skipped.
     store : ServingStore, optional
-        Where to snapshot every ``snapshot_interval_s`` and on stop.
+        Where to snapshot every ``store_interval_s`` and on stop.
     gate, window : ValidationGate, ExampleWindow, optional
         Dense updates are validated when a gate is given.
     """
@@ -107,7 +107,7 @@ class DeltaLoader(threading.Thread):
         gate: ValidationGate | None = None,
         window: ExampleWindow | None = None,
         metrics: ServingMetrics | None = None,
-        snapshot_interval_s: float = 5.0,
+        store_interval_s: float = 5.0,
         probe_timeout_s: float = 5.0,
     ) -> None:
         super().__init__(name="delta-loader", daemon=True)
@@ -119,7 +119,7 @@ class DeltaLoader(threading.Thread):
         self.gate = gate
         self.window = window
         self.metrics = metrics or ServingMetrics()
-        self.snapshot_interval_s = snapshot_interval_s
+        self.store_interval_s = store_interval_s
         self.probe_timeout_s = probe_timeout_s
         self.assembler = _assembler(position)
         self.next: dict[int, int] = dict(position.offsets)  # next offset to read
@@ -346,7 +346,7 @@ class DeltaLoader(threading.Thread):
         """Save state and position if something changed and one is due (or forced)."""
         if self.store is None or not self._dirty or self.probing:
             return
-        if not force and time.monotonic() - self._last_snapshot < self.snapshot_interval_s:
+        if not force and time.monotonic() - self._last_snapshot < self.store_interval_s:
             return
         t0 = time.monotonic()
         self.store.save(self.state, self.position())

@@ -142,7 +142,7 @@ class ServingStore:
                     raise
                 raise RuntimeError(
                     f"{self.db_path} is open in another server (or another store of this "
-                    "process): give each server its own serving.snapshot_dir or work_dir"
+                    "process): give each server its own serving.store_dir or work_dir"
                 ) from e
         return self._handle
 

@@ -22,7 +22,7 @@ from server.client import request as http
 def serve(cfg: Config, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "FRESHET__KAFKA__BOOTSTRAP": cfg.kafka.bootstrap,
            "FRESHET__TOPICS__PREFIX": cfg.topics.prefix, "FRESHET__WORK_DIR": cfg.work_dir,
-           "FRESHET__SERVING__PORT": str(port), "FRESHET__SERVING__SNAPSHOT_INTERVAL_S": "0.5",
+           "FRESHET__SERVING__PORT": str(port), "FRESHET__SERVING__STORE_INTERVAL_S": "0.5",
            "FRESHET__SERVING__LOG_IMPRESSIONS": "false"}
     return subprocess.Popen([sys.executable, "-m", "freshet.app.cli", "serve"], env=env,
                             stdout=log.open("a"), stderr=subprocess.STDOUT)

@@ -73,7 +73,7 @@ def test_broker_kill_9_and_restart_jobs_carry_on_with_nothing_lost_or_twice(
             flink=dataclasses.replace(base.flink, parallelism=1),
             joiner=dataclasses.replace(base.joiner, window_s=2.0, out_of_orderness_s=0.5,
                                        checkpoint_interval_ms=1000),
-            serving=dataclasses.replace(base.serving, port=port, snapshot_interval_s=1.0,
+            serving=dataclasses.replace(base.serving, port=port, store_interval_s=1.0,
                                         log_impressions=False),
         )
         cfg = trainer_faults.small_trainer(cfg)  # checkpoints every 1 s, syncs every 0.5 s
