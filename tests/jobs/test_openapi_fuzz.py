@@ -11,7 +11,7 @@ The serving state is built in memory (100 items, an LR model), without Kafka: th
 loader and impression logger never start. So ``/healthz`` answers its documented
 503 (``ok`` is false: no loader runs), the one 5xx the checks accept, and only there.
 
-``FRESHET_OPENAPI_EXAMPLES`` (default 600 per phase and operation) sets the depth;
+``FRESHET_OPENAPI_EXAMPLES`` (default 1,000 per phase and operation) sets the depth;
 the default sends ~1,500 requests in about 30 s.
 """
 
@@ -36,7 +36,7 @@ from jobs.serve import Server, create_app
 from ps.serving.state import DenseModel
 from ps.serving.synthetic import lr_weights, sparse_rows
 
-EXAMPLES = int(os.environ.get("FRESHET_OPENAPI_EXAMPLES", "600"))
+EXAMPLES = int(os.environ.get("FRESHET_OPENAPI_EXAMPLES", "1000"))
 MAX_CANDIDATES = 50
 INT64 = (-(2**63) + 1, 2**63 - 1)  # an ID's documented range (-2**63 marks empty slots)
 
@@ -89,8 +89,11 @@ def fuzz(app: FastAPI, examples: int, seed: int = 20) -> FuzzRun:
     """Run schemathesis's coverage and fuzzing phases, every check, against ``app``."""
     conf = SchemathesisConfig.from_str(f"""
 seed = {seed}
+[cache]
+enabled = false  # no state carried between runs (and none written into the tree)
 [generation]
 max-examples = {examples}
+mode = "all"
 database = "none"
 [phases]
 examples.enabled = false
