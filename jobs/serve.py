@@ -11,7 +11,10 @@ model). Threads keep it fresh and close the loop:
   features to the ``features`` topic with the request ID (the joiner's input).
 
 HTTP (FastAPI; the schema is at ``/openapi.json``, docs at ``/docs``):
-``POST /rank``, ``GET /healthz``, ``GET /status``, ``GET /metrics`` (Prometheus).
+``POST /rank``, ``GET /healthz``, ``GET /status``, ``GET /metrics`` (Prometheus). The
+document lists every status, body and content type each route answers, and requests
+are read strictly as it types them; ``tests/jobs/test_openapi_fuzz.py`` holds the app
+to it with a schema fuzzer.
 Scoring uses the trainer's NumPy forward, never TensorFlow. ``docs/serving.md``
 has the design and the measurements.
 """
@@ -141,7 +144,7 @@ class StatusDetail(Status):
 
 
 class Error(BaseModel):
-    """Every error but a request validation error (413, 400, 500, 503)."""
+    """Every error but a request validation error (400, 413, 500, 503)."""
 
     detail: str
 
