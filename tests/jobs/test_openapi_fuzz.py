@@ -11,6 +11,9 @@ The serving state is built in memory (100 items, an LR model), without Kafka: th
 loader and impression logger never start. So ``/healthz`` answers its documented
 503 (``ok`` is false: no loader runs), the one 5xx the checks accept, and only there.
 
+Answers this state cannot give the fuzzer (503 before a model, 413) are provoked by
+hand and checked against the document with the same checks.
+
 ``FRESHET_OPENAPI_EXAMPLES`` (default 1,000 per phase and operation) sets the depth;
 the default sends ~1,500 requests in about 30 s.
 """
@@ -27,9 +30,15 @@ import numpy as np
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from freshet.config import load_config
 from jobs.serve import Server, create_app
@@ -42,7 +51,7 @@ INT64 = (-(2**63) + 1, 2**63 - 1)  # an ID's documented range (-2**63 marks empt
 ROUNDING = 2**11  # the spacing of doubles near 2**63
 
 
-def serving_app(work_dir: Path, **serving: object) -> FastAPI:
+def serving_app(work_dir: Path, with_model: bool = True, **serving: object) -> FastAPI:
     """The app over an in-memory serving state: item i scores sigmoid(0.1 + 0.01 i)."""
     base = load_config(path=None, environ={})
     cfg = dataclasses.replace(
@@ -54,7 +63,8 @@ def serving_app(work_dir: Path, **serving: object) -> FastAPI:
     vals = np.zeros((100, server.dim), np.float32)
     vals[:, 0] = items * 0.01
     server.state.apply_sparse(sparse_rows({"item_id": (items, vals)}), 0, 0)
-    server.state.set_dense(DenseModel(lr_weights(0.1), 0, 1, 0, 0, "lr"))
+    if with_model:
+        server.state.set_dense(DenseModel(lr_weights(0.1), 0, 1, 0, 0, "lr"))
     return create_app(server, manage=False)
 
 
@@ -180,8 +190,6 @@ def test_document_uses_json_schema_keywords_only(tmp_path: Path) -> None:
 ])
 def test_wrong_types_and_limits_are_422(tmp_path: Path, body: dict) -> None:
     """What the fuzzer found accepted (``demote: 0``), and its kin: no coercion."""
-    from fastapi.testclient import TestClient
-
     with TestClient(serving_app(tmp_path)) as c:
         r = c.post("/rank", json=body)
         assert r.status_code == 422, r.text
@@ -190,3 +198,22 @@ def test_wrong_types_and_limits_are_422(tmp_path: Path, body: dict) -> None:
         ok = c.post("/rank", json={"user_id": 2**63 - 1, "shown": 1.0, "demote": False,
                                    "candidates": [{"item_id": -(2**63) + 1}]})
         assert ok.status_code == 200, ok.text  # the bounds themselves, and 1.0 as an integer
+
+
+def test_answers_the_fuzzer_cannot_reach_match_the_document(tmp_path: Path) -> None:
+    """503 (no model yet), 413 and 400 (not UTF-8), checked against the document."""
+    app = serving_app(tmp_path, with_model=False, max_body_bytes=2000)
+    rank = schemathesis.openapi.from_asgi("/openapi.json", app)["/rank"]["POST"]
+    valid = {"user_id": 1, "candidates": [{"item_id": 1}]}
+    with TestClient(app) as c:
+        answers = {
+            503: c.post("/rank", json=valid),
+            413: c.post("/rank", json={**valid, "user_slots": {"s": list(range(1000))}}),
+            400: c.post("/rank", content=b'{"user_id": "\xff"}',
+                        headers={"content-type": "application/json"}),
+        }
+    for status, r in answers.items():
+        assert r.status_code == status, r.text
+        rank.Case(body=valid, media_type="application/json").validate_response(
+            r, checks=[status_code_conformance, content_type_conformance,
+                       response_schema_conformance])
