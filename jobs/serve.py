@@ -11,7 +11,10 @@ model). Threads keep it fresh and close the loop:
   features to the ``features`` topic with the request ID (the joiner's input).
 
 HTTP (FastAPI; the schema is at ``/openapi.json``, docs at ``/docs``):
-``POST /rank``, ``GET /healthz``, ``GET /status``, ``GET /metrics`` (Prometheus).
+``POST /rank``, ``GET /healthz``, ``GET /status``, ``GET /metrics`` (Prometheus). The
+document lists every status, body and content type each route answers, and requests
+are read strictly as it types them; ``tests/jobs/test_openapi_fuzz.py`` holds the app
+to it with a schema fuzzer.
 Scoring uses the trainer's NumPy forward, never TensorFlow. ``docs/serving.md``
 has the design and the measurements.
 """
@@ -33,9 +36,9 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from freshet.broker import BrokerError
 from freshet.config import Config, load_config
@@ -43,8 +46,8 @@ from freshet.errors import FreshetError
 from ps.serving.demotion import RecentImpressions
 from ps.serving.metrics import ServingMetrics
 from ps.serving.scoring import Forward, candidate_inputs, pool_candidates, sigmoid
-from ps.serving.store import ServingStore
-from server.gate import ValidationGate
+from ps.serving.store import Position, ServingStore
+from server.gate import GateDecision, ValidationGate
 from server.impressions import ImpressionLogger, ShownRequest
 from server.loader import DeltaLoader
 from server.window import ExampleTail, ExampleWindow
@@ -54,12 +57,34 @@ log = logging.getLogger("freshet.serve")
 
 
 # -- API schema ------------------------------------------------------------------------
-# IDs are 64-bit like everywhere downstream (a larger one was a 500: NumPy overflow);
-# -2**63 marks an empty slot in the ps tables (also a 500 before).
-ID = Annotated[int, Field(ge=-(2**63) + 1, le=2**63 - 1)]
+def _integral(value: object) -> object:
+    """JSON Schema counts ``30.0`` as an integer, so the API does too; other floats,
+    strings and booleans stay errors (the models are strict).
+
+    >>> _integral(30.0), _integral(30.5), _integral(True), _integral("30")
+    (30, 30.5, True, '30')
+    """
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-class Candidate(BaseModel):
+# Bounds go before the validator in Annotated: after it, pydantic still enforces them
+# but writes them into the schema as "gt"/"lt", which no JSON Schema reader knows.
+# IDs are 64-bit like everywhere downstream (beyond int64 NumPy overflows); -2**63 marks
+# an empty slot in the ps tables. The bounds are exclusive at +-2**63 because those are
+# exact as JSON numbers (doubles), where 2**63 - 1 is not.
+ID = Annotated[int, Field(gt=-(2**63), lt=2**63), BeforeValidator(_integral)]
+Count = Annotated[int, Field(ge=0), BeforeValidator(_integral)]
+Millis = Annotated[int, Field(ge=0, lt=2**63), BeforeValidator(_integral)]
+
+
+class _Strict(BaseModel):
+    # A request is read as the document says: JSON types are not coerced (0 is not a
+    # boolean, "5" is not an ID; 5.0 is an integer, as in JSON Schema). Unknown fields
+    # are ignored, as the schema allows (no additionalProperties: false).
+    model_config = ConfigDict(strict=True)
+
+
+class Candidate(_Strict):
     item_id: ID
     slots: dict[str, list[ID]] = Field(
         default_factory=dict,
@@ -67,44 +92,75 @@ class Candidate(BaseModel):
     )
 
 
-class RankRequest(BaseModel):
+class RankRequest(_Strict):
     user_id: ID
     user_slots: dict[str, list[ID]] = Field(
         default_factory=dict,
         description="User features: slot -> IDs. Empty: {'user_id': [user_id]}.",
     )
-    candidates: list[Candidate] = Field(min_length=1)
+    candidates: list[Candidate] = Field(min_length=1)  # create_app adds the configured maximum
     request_id: str | None = Field(None, max_length=200, description="Default: generated.")
-    shown: int | None = Field(
-        None, ge=0, description="The client shows the best `shown` items: only those are "
+    shown: Count | None = Field(
+        None, description="The client shows the best `shown` items: only those are "
         "logged as impressions and remembered for demotion. Default: all.")
     demote: bool = Field(True, description="Demote items recently shown to this user.")
-    ts: int | None = Field(
-        None, ge=0, le=2**63 - 1, description="Event time of the request, ms since the epoch, "
+    ts: Millis | None = Field(
+        None, description="Event time of the request, ms since the epoch, "
         "logged with its impressions (a client replaying a log). Default: the server's clock.")
 
 
 class RankedItem(BaseModel):
     item_id: int
-    score: float  # the model's click probability (before demotion)
+    score: float = Field(description="The model's click probability (before demotion).")
     demoted: bool
 
 
 class RankResponse(BaseModel):
     request_id: str
-    items: list[RankedItem]  # best first
+    items: list[RankedItem] = Field(description="Every candidate, best first.")
     model_version: int
     model_seq: int
     table_version: int
 
 
 class Status(BaseModel):
-    ok: bool
-    ready: bool  # a dense model is loaded and the loader has read the topic to its end
+    ok: bool = Field(description="The loader runs (else /healthz answers 503).")
+    ready: bool = Field(description="A dense model is loaded and the loader has read the "
+                        "params topic to its end.")
     model_version: int
     table_version: int
+    saved_table_version: int | None = Field(description="Of the last snapshot: what a "
+                                            "restart keeps.")
     watermark_ms: int | None
     rows: dict[str, int]
+
+
+class StatusDetail(Status):
+    position: Position
+    updates_applied: int
+    gate_decisions: list[GateDecision]
+    offset_resets: list[str]
+    updates_not_applied: list[str]
+    restore_s: float
+
+
+class Error(BaseModel):
+    """Every error but a request validation error (400, 413, 500, 503)."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    type: str = Field(description="pydantic's error type, e.g. 'missing', 'int_type', "
+                      "'too_long', 'json_invalid'.")
+    loc: list[str | int] = Field(description="Where: ['body', 'candidates', 0, 'item_id'].")
+    msg: str
+
+
+class ValidationErrors(BaseModel):
+    """A 422: what is wrong and where; never the input itself."""
+
+    detail: list[FieldError]
 
 
 # -- the process -----------------------------------------------------------------------
@@ -286,19 +342,17 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
 
     app = FastAPI(title="Freshet serving", version="1", lifespan=lifespan,
                   description="Ranking with parameters that are seconds fresh.")
-    max_candidates = server.cfg.serving.max_candidates
     hist = server.metrics.request
+    # The configured candidate limit is part of the request's schema (maxItems): the
+    # document says what is accepted, and the same declaration enforces it.
+    n = server.cfg.serving.max_candidates
+    limited = create_model("RankRequest", __base__=RankRequest, candidates=(
+        list[Candidate], Field(min_length=1, max_length=n, description=f"1 to {n} items "
+                               "(`serving.max_candidates`).")))
+    internal_error = {500: {"model": Error, "description": "Internal error (logged, no details)"}}
 
-    @app.post("/rank", response_model=RankResponse,
-              responses={413: {"description": "body too large"},
-                         422: {"description": "invalid request or too many candidates"},
-                         503: {"description": "no model loaded yet"}})
     async def rank(req: RankRequest) -> Response:
         t0 = time.perf_counter()
-        if len(req.candidates) > max_candidates:
-            hist.labels("rejected").observe(time.perf_counter() - t0)
-            return _json({"detail": f"at most {max_candidates} candidates per request, "
-                                    f"got {len(req.candidates)}"}, 422)
         try:
             out = server.rank(req)
         except NoModel as e:
@@ -308,12 +362,25 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
         hist.labels("ok").observe(time.perf_counter() - t0)
         return response
 
-    @app.get("/healthz", response_model=Status)
+    # FastAPI reads the body's model from the annotation: this app's limited one.
+    rank.__annotations__["req"] = limited
+    app.post("/rank", response_model=RankResponse, responses={
+        400: {"model": Error, "description": "Body that cannot be read as JSON text "
+              "(e.g. not UTF-8)"},
+        413: {"model": Error, "description": "Body over `serving.max_body_bytes`"},
+        422: {"model": ValidationErrors, "description": "Invalid JSON or fields, or more "
+              "than `serving.max_candidates` candidates"},
+        503: {"model": Error, "description": "No dense model loaded yet"},
+        **internal_error})(rank)
+
+    @app.get("/healthz", response_model=Status, responses={
+        503: {"model": Status, "description": "The loader has stopped (`ok` is false)"},
+        **internal_error})
     async def healthz() -> Response:
         s = server.status()
         return _json(s, 200 if s["ok"] else 503)
 
-    @app.get("/status")
+    @app.get("/status", response_model=StatusDetail, responses=internal_error)
     async def status() -> Response:
         loader = server.loader
         return _json({
@@ -326,7 +393,8 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
             "restore_s": server.restore_s,
         })
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses={
+        200: {"description": "Prometheus text format"}, **internal_error})
     async def metrics() -> Response:
         return Response(generate_latest(server.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)

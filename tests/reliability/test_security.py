@@ -178,7 +178,7 @@ def test_serving_bounds_chunked_bodies_and_hides_internal_errors(cfg: Config) ->
         r = c.post("/rank", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
         r = c.post("/rank", json={"user_id": 1, "candidates": [{"item_id": i} for i in range(6)]})
-        assert r.status_code == 422 and "at most 5 candidates" in r.json()["detail"]
+        assert r.status_code == 422 and "at most 5 items" in r.json()["detail"][0]["msg"]
 
         def boom(req: object) -> dict:
             raise RuntimeError("secret internals /srv/model")
