@@ -80,9 +80,11 @@ class Rejects:
     >>> r.count, r.by_reason, [x.line for x in r.first]
     (2, Counter({'ts: not a number': 2}), [3])
     >>> print(r.summary("log.csv"))
-    2 malformed records in log.csv (skipped):
-      2: ts: not a number
-      first: line 3: ts: not a number: a,b,x
+    2 malformed records in log.csv (skipped), by reason:
+      2  ts: not a number
+    the first:
+      line 3: ts: not a number
+        a,b,x
     """
 
     sink: Callable[[Rejected], None] | None = None
@@ -102,11 +104,13 @@ class Rejects:
 
     def summary(self, where: str) -> str:
         """What was rejected: the count, the reasons by count, the first few records."""
-        lines = [f"{self.count:,} malformed records in {where} (skipped):"]
-        lines += [f"  {n:,}: {reason}" for reason, n in self.by_reason.most_common(10)]
+        lines = [f"{self.count:,} malformed records in {where} (skipped), by reason:"]
+        lines += [f"  {n:,}  {reason}" for reason, n in self.by_reason.most_common(10)]
         if len(self.by_reason) > 10:
             lines.append(f"  ... and {len(self.by_reason) - 10} other reasons")
-        lines += [f"  first: line {r.line}: {r.reason}: {r.raw[:200]}" for r in self.first]
+        lines.append("the first:")
+        for r in self.first:
+            lines += [f"  line {r.line}: {r.reason}", f"    {r.raw[:200]}"]
         return "\n".join(lines)
 
 

@@ -374,8 +374,8 @@ class FileSource(EventSource):
                         continue
                     try:
                         obj = json.loads(raw)
-                    except ValueError as e:
-                        yield n, None, raw, f"not JSON: {e}"
+                    except json.JSONDecodeError as e:  # the reason without its position
+                        yield n, None, raw, f"not JSON ({e.msg})"
                         continue
                     if not isinstance(obj, dict):
                         yield n, None, raw, "not a JSON object"
