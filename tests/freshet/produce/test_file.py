@@ -238,3 +238,25 @@ def write_log(path: Path, events: list) -> tuple[int, int]:
                                 "time": e.ts, "genre": e.slots["genre"][0],
                                 "clicked": "click" if e.request_id in clicked else ""}) + "\n")
     return len(imps), len(clicked)
+
+
+def test_the_example_in_docs_events_md_gives_what_it_shows(tmp_path: Path) -> None:
+    import ast
+    import re
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "events.md").read_text()
+    part = doc[doc.index("## Replaying your own log"):]
+    blocks = dict(re.findall(r"```(\w+)\n(.*?)```", part, re.S)[:3])
+    (tmp_path / "clicks.csv").write_text(blocks["csv"])
+    (tmp_path / "mapping.toml").write_text(blocks["toml"])
+    rejects = Rejects()
+    src = FileSource(load_mapping(str(tmp_path / "mapping.toml")), path=tmp_path / "clicks.csv")
+    evs = list(src.events(rejects))
+    kinds = [e.action for e in evs if isinstance(e, Action)]
+    shown = re.search(r"impressions=(\d+) actions=(\d+) by_action=(\{.*?\})", blocks["console"])
+    assert shown is not None
+    assert (sum(isinstance(e, Impression) for e in evs), len(kinds)) == (
+        int(shown[1]), int(shown[2]))
+    assert {k: kinds.count(k) for k in sorted(set(kinds))} == ast.literal_eval(shown[3])
+    assert rejects.summary("file:clicks.csv") in blocks["console"]
+    assert evs[0].slots["genre"] == [feature_id("genre=Drama"), feature_id("genre=War")]
