@@ -80,7 +80,7 @@ def cmd_produce(cfg: Config, args: argparse.Namespace) -> int:
 
     rejects = Rejects(sink=dead_letter)
     print(src.describe(), file=sys.stderr)
-    stats = send(cfg, src.events(rejects), speed=args.speed, rate=args.rate)
+    stats = send(cfg, src.events(rejects), speed=args.speed, rate=args.rate, progress=sys.stderr)
     if dead.flush(60):
         print("freshet produce: some dead letters were not delivered", file=sys.stderr)
     if rejects.count:
