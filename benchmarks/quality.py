@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 
 from experiments.batch import DAY_MS, retrained_daily
-from experiments.common import movielens_model, train_config
+from experiments.common import train_config
 from experiments.hashing import HASHED_SLOTS, distinct_ids, hashed_collection
 from experiments.streams import micro_batches, movielens_examples
 from experiments.sync import copies
 from experiments.walkforward import CopySpec, walk_forward
-from freshet.data.movielens import model_configs
+from freshet.data.movielens import default_model, model_configs
 from freshet.topics import Example, ExampleBatch
 from ps import EmbeddingSlot
 from ps.config import HashedTableConfig
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.monotonic()
     exs = movielens_examples(args.limit)
     batches = micro_batches(exs, train_config(0).micro_batch)
-    model = movielens_model()
+    model = default_model()
     ids = {s: distinct_ids(exs, s) for s in HASHED_SLOTS}
     specs = copies(list(SYNC.values()))
     aucs: dict[str, list[float]] = {}

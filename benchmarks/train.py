@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from freshet.config import Config, SyncConfig, TrainConfig, load_config
+from freshet.data import movielens
 from freshet.data.movielens import SLOTS, model_configs
+from freshet.topics import example_messages
 
 WINDOW = 5120  # examples per progressive-evaluation window (10 messages of 512)
 
@@ -127,14 +129,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from freshet.broker import EmbeddedBroker
     from freshet.kafka import create_topics
-    from udfs import movielens
-
     exs = movielens.examples()
     if args.limit:
         exs = exs[: args.limit]
     if args.message_examples < 1:
         ap.error("--message-examples must be at least 1")
-    msgs = list(movielens.messages(exs, batch_size=args.message_examples))
+    msgs = list(example_messages(exs, batch_size=args.message_examples))
     deepfm, lr = model_configs(args.dim)
     work = Path(tempfile.mkdtemp(prefix="freshet-bench-train-"))
     base = load_config(path=None)  # FRESHET__* overrides apply

@@ -20,16 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from freshet.config import Config, ModelConfig, TrainConfig, load_config
-from freshet.data.movielens import model_configs
+from freshet.config import Config, TrainConfig, load_config
 from ps.evaluation import auc
 
 MICRO_BATCH = 32  # the trainer's default step size (TrainConfig.micro_batch)
-
-
-def movielens_model(dim: int = 16) -> ModelConfig:
-    """DeepFM with MovieLens' six slots (:func:`freshet.data.movielens.model_configs`)."""
-    return model_configs(dim)[0]
 
 
 def train_config(seed: int) -> TrainConfig:

@@ -28,7 +28,6 @@ from experiments.common import (
     auc_over_time,
     base_args,
     mean_std,
-    movielens_model,
     out_dir,
     train_config,
     write_result,
@@ -36,6 +35,7 @@ from experiments.common import (
 from experiments.streams import micro_batches, synthetic_examples
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig
+from freshet.data.movielens import default_model
 from freshet.produce.synthetic import SyntheticSpec
 from ps.config import AdagradConfig, SlotConfig
 from ps.evaluation import auc
@@ -55,7 +55,7 @@ def spec(impressions: int, seed: int) -> SyntheticSpec:
 
 def model() -> ModelConfig:
     """The MovieLens DeepFM settings on the synthetic stream's three slots."""
-    base = movielens_model()
+    base = default_model()
     dim = base.slots[0].dim
     return dataclasses.replace(base, slots=[SlotConfig(s, dim=dim, optimizer=AdagradConfig(0.1))
                                             for s in ("user_id", "item_id", "genre")])

@@ -24,7 +24,6 @@ from experiments import plots
 from experiments.common import (
     base_args,
     mean_std,
-    movielens_model,
     out_dir,
     train_config,
     write_result,
@@ -32,6 +31,7 @@ from experiments.common import (
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import DAY_S, walk_forward
 from freshet.config import ModelConfig
+from freshet.data.movielens import default_model
 from ps.config import AdmissionConfig, ExpiryConfig
 
 FILTERED_SLOTS = ("user_id", "item_id")
@@ -62,7 +62,7 @@ def run(seeds: int = 3, limit: int = 0, out: str = "") -> dict[str, Any]:
     path = out_dir("filters", out)
     exs = movielens_examples(limit)
     batches = micro_batches(exs, train_config(0).micro_batch)
-    base = movielens_model()
+    base = default_model()
     aucs: dict[str, list[float]] = {name: [] for name in variants()}
     memory: dict[str, dict[str, int]] = {}
     curves: dict[str, Any] = {}

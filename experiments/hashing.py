@@ -26,13 +26,13 @@ from experiments.common import (
     auc_over_time,
     base_args,
     mean_std,
-    movielens_model,
     out_dir,
     train_config,
     write_result,
 )
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import walk_forward
+from freshet.data.movielens import default_model
 from freshet.topics import Example
 from ps import EmbeddingCollection
 from ps.config import HashedTableConfig, SlotConfig
@@ -79,7 +79,7 @@ def run(seeds: int = 3, fractions: Sequence[float] = FRACTIONS, limit: int = 0,
     path = out_dir("hashing", out)
     exs = movielens_examples(limit)
     batches = micro_batches(exs, train_config(0).micro_batch)
-    model = movielens_model()
+    model = default_model()
     ids = {s: distinct_ids(exs, s) for s in HASHED_SLOTS}
     variants: list[float | None] = [None, *fractions]
     aucs: dict[str, list[float]] = {label(f): [] for f in variants}

@@ -34,7 +34,6 @@ import numpy as np
 from experiments.common import (
     base_args,
     mean_std,
-    movielens_model,
     out_dir,
     train_config,
     write_result,
@@ -42,6 +41,7 @@ from experiments.common import (
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import CopySpec, walk_forward
 from freshet.config import JoinerConfig
+from freshet.data.movielens import default_model
 from freshet.topics import Example, ExampleBatch
 from ps import evaluation
 
@@ -106,7 +106,7 @@ def run_delayed(seeds: int = 3, delays: Sequence[int] = (0, 250, 1000),
     ``sync_every`` ratings."""
     path = out_dir("join_order_delayed", out)
     exs = movielens_examples(limit)
-    model = movielens_model()
+    model = default_model()
     copy = CopySpec("copy", sync_every, sync_every)
     rows: dict[str, dict[str, list[float]]] = {}
     for delay in delays:
@@ -139,7 +139,7 @@ def run(seeds: int = 3, limit: int = 0, out: str = "") -> dict[str, Any]:
     orders = {"event_time": exs,
               "joiner_emission": joined_order(exs, ACTION_DELAY_S,
                                               j.window_s + j.out_of_orderness_s)}
-    model = movielens_model()
+    model = default_model()
     aucs: dict[str, list[float]] = {k: [] for k in orders}
     for seed in range(seeds):
         for name, order in orders.items():

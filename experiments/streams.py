@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from freshet.data import movielens
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.produce.synthetic import events as synthetic_events
 from freshet.topics import Action, Example, ExampleBatch, Impression
@@ -21,8 +22,6 @@ from freshet.topics import Action, Example, ExampleBatch, Impression
 
 def movielens_examples(limit: int = 0) -> list[Example]:
     """MovieLens-100K ratings in time order, labelled ``rating >= 4``."""
-    from udfs import movielens
-
     exs = movielens.examples()
     return exs[:limit] if limit else exs
 

@@ -37,13 +37,13 @@ from experiments.common import (
     auc_over_time,
     base_args,
     mean_std,
-    movielens_model,
     out_dir,
     train_config,
     write_result,
 )
 from experiments.streams import micro_batches, movielens_examples
 from experiments.walkforward import DAY_S, CopySpec, Run, walk_forward
+from freshet.data.movielens import default_model
 from freshet.topics import Example
 
 INTERVALS = (1.0, 10.0, 60.0, 600.0, 3600.0, 21_600.0, DAY_S, 7 * DAY_S)
@@ -75,7 +75,7 @@ def copies(intervals: Sequence[float]) -> list[CopySpec]:
 def _walk_seeds(batches: Sequence[Any], specs: Sequence[CopySpec], seeds: int
                 ) -> tuple[dict[str, list[float]], Run | None]:
     """AUCs per seed of the trainer and every copy, and seed 0's run."""
-    model = movielens_model()
+    model = default_model()
     aucs: dict[str, list[float]] = {"online": [], **{c.name: [] for c in specs}}
     first = None
     for seed in range(seeds):

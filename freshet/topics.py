@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -376,6 +376,22 @@ def _row_slots(row: Mapping[str, Any]) -> Mapping[str, list[int]]:
 def encode_examples(examples: list[Example]) -> bytes:
     """One ``examples`` topic message holding a batch."""
     return encode_rows([e.to_dict() for e in examples])
+
+
+def example_messages(examples: Sequence[Example], batch_size: int = 512
+                     ) -> Iterator[tuple[int, bytes]]:
+    """``examples`` as ``examples`` topic messages of ``batch_size``, as the joiner
+    batches them: ``(timestamp_ms, value)`` each, the timestamp its last example's.
+
+    Examples
+    --------
+    >>> exs = [Example(f"r{i}", 1, 2, 10 * i, 0) for i in range(5)]
+    >>> [(ts, len(ExampleBatch.from_json(v))) for ts, v in example_messages(exs, 2)]
+    [(10, 2), (30, 2), (40, 1)]
+    """
+    for i in range(0, len(examples), batch_size):
+        chunk = list(examples[i : i + batch_size])
+        yield chunk[-1].ts, encode_examples(chunk)
 
 
 def encode_rows(rows: list[Any]) -> bytes:

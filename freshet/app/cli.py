@@ -59,31 +59,43 @@ def cmd_topics(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_produce(cfg: Config, args: argparse.Namespace) -> int:
+    from freshet.errors import FreshetError
+    from freshet.kafka import producer
+    from freshet.produce.base import Rejected, Rejects
+    from freshet.produce.registry import source
     from freshet.produce.sender import send
+    from freshet.topics import DeadLetter
 
-    if args.source == "movielens":
-        from freshet.produce import movielens
+    try:
+        src = source(args.source).from_args(args)
+    except FreshetError as e:
+        print(f"freshet produce {args.source}: {e}", file=sys.stderr)
+        return 2
+    dead, dead_topic = producer(cfg), cfg.topics.name("dead_letters")
 
-        print("replaying MovieLens-100K (100,000 ratings) ...", file=sys.stderr)
-        events = movielens.events(action_delay_ms=args.action_delay_ms)
-    else:
-        from freshet.produce.synthetic import SyntheticSpec
-        from freshet.produce.synthetic import events as synthetic_events
+    def dead_letter(r: Rejected) -> None:
+        letter = DeadLetter(src.origin(), f"line {r.line}: {r.reason}", r.raw)
+        dead.produce(dead_topic, letter.to_json())
+        dead.poll(0)
 
-        spec = SyntheticSpec(
-            impressions=args.impressions,
-            shift_at=args.shift_at,
-            seed=args.seed,
-            p_new_user=args.p_new_user,
-            p_new_item=args.p_new_item,
-        )
-        print(f"generating {spec.impressions:,} synthetic impressions ...", file=sys.stderr)
-        events = synthetic_events(spec)
-    stats = send(cfg, events, speed=args.speed, rate=args.rate)
+    rejects = Rejects(sink=dead_letter)
+    print(src.describe(), file=sys.stderr)
+    stats = send(cfg, src.events(rejects), speed=args.speed, rate=args.rate, progress=sys.stderr)
+    if dead.flush(60):
+        print("freshet produce: some dead letters were not delivered", file=sys.stderr)
+    if rejects.count:
+        print(rejects.summary(src.origin()) + f"\n  (each sent to {dead_topic})",
+              file=sys.stderr)
     print(
         f"impressions={stats.impressions} actions={stats.actions} "
         f"by_action={stats.by_action} events_per_s={stats.events_per_s:.0f}"
+        + (f" malformed={rejects.count}" if rejects.count else "")
     )
+    if not stats.events:
+        why = (f"all {rejects.count:,} records were malformed" if rejects.count
+               else "the source gave no events")
+        print(f"freshet produce {args.source}: nothing produced: {why}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -272,21 +284,17 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("topics", help="create the project's topics").set_defaults(func=cmd_topics)
 
+    from freshet.produce.registry import sources
+
     pr = sub.add_parser("produce", help="put impression and action events on the broker")
-    pr.add_argument("source", choices=["movielens", "synthetic"])
-    pr.add_argument(
-        "--speed",
-        type=float,
-        default=0.0,
-        help="event-time speed-up factor (0: as fast as possible)",
-    )
-    pr.add_argument("--rate", type=float, default=0.0, help="cap on events per second")
-    pr.add_argument("--action-delay-ms", type=int, default=5000)
-    pr.add_argument("--impressions", type=int, default=100_000, help="synthetic only")
-    pr.add_argument("--shift-at", type=float, default=0.5, help="synthetic: interest shift")
-    pr.add_argument("--p-new-user", type=float, default=0.02, help="synthetic")
-    pr.add_argument("--p-new-item", type=float, default=0.01, help="synthetic")
-    pr.add_argument("--seed", type=int, default=0)
+    pace = argparse.ArgumentParser(add_help=False)
+    pace.add_argument("--speed", type=float, default=0.0,
+                      help="event-time speed-up factor (0: as fast as possible)")
+    pace.add_argument("--rate", type=float, default=0.0, help="cap on events per second")
+    by_source = pr.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for name, cls in sorted(sources().items()):
+        sp = by_source.add_parser(name, help=cls.help, parents=[pace])
+        cls.add_arguments(sp)
     pr.set_defaults(func=cmd_produce)
 
     sub.add_parser("smoke", help="run the smoke job over the features topic").set_defaults(

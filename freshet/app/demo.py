@@ -44,6 +44,7 @@ from freshet.app.demo_served import ServedScores, rank_request
 from freshet.app.demo_watch import MetricsTail, Sample, SendLog, http
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config
+from freshet.data.movielens import default_model, load_ratings, titles
 from freshet.kafka import end_offsets
 from freshet.supervise import Service, ServiceError
 from freshet.topics import Impression
@@ -68,13 +69,11 @@ class DemoOptions:
 
 def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path) -> Config:
     """The children's config: ``cfg`` with the demo's broker, port, model and syncs."""
-    from experiments.common import movielens_model
-
     return dataclasses.replace(
         cfg, work_dir=str(state_dir),
         kafka=dataclasses.replace(cfg.kafka, bootstrap=bootstrap),
         flink=dataclasses.replace(cfg.flink, parallelism=1),
-        model=movielens_model(),
+        model=default_model(),
         sync=dataclasses.replace(cfg.sync, sparse_sync_interval_s=1.0,
                                  dense_sync_interval_s=5.0),
         # Event time runs ~1,100 ratings per wall second here, so negatives arrive
@@ -123,20 +122,8 @@ def services(cfg: Config, log_dir: Path) -> list[Service]:
             for name in ("serve", "join", "train")]
 
 
-def movie_titles() -> dict[int, str]:
-    import csv
-
-    from freshet.data.movielens import ensure_ml100k
-
-    with open(ensure_ml100k() / "ml-100k.item", encoding="latin-1", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    return {int(r[0]): r[1] for r in rows}
-
-
 def run_demo(cfg: Config, opts: DemoOptions | None = None) -> int:
     """Run the demo; returns the exit code (0: the loop worked and the report is written)."""
-    from freshet.data.movielens import load_ratings
-
     opts = opts or DemoOptions()
     t0 = time.monotonic()
     root = cfg.path("demo")
@@ -450,7 +437,7 @@ def _final_ranking(port: int, ratings: list, user: int, run: DemoRun, n: int,
                    ) -> None:
     """Rank ``n`` of ``items`` for ``user`` (those they rated, then others) and keep the
     top 10; ``rank_body`` builds the request."""
-    titles = movie_titles()
+    names = titles()
     mine = {r.item_id: r.rating for r in ratings if r.user_id == user}
     others = [i for i in items if i not in mine]
     rng = np.random.default_rng(1)
@@ -462,7 +449,7 @@ def _final_ranking(port: int, ratings: list, user: int, run: DemoRun, n: int,
         print(f"[demo] ranking request failed: {code} {out}", flush=True)
         return
     run.user = {"user_id": user, "ratings": len(mine)}
-    run.top_items = [{"item_id": it["item_id"], "title": titles.get(it["item_id"], "?"),
+    run.top_items = [{"item_id": it["item_id"], "title": names.get(it["item_id"], "?"),
                       "score": it["score"], "rating": mine.get(it["item_id"])}
                      for it in out["items"][:10]]
     print(f"[demo] top 10 of {n} movies for user {user} ({len(mine)} ratings; half the "

@@ -46,12 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from freshet.data.movielens import Rating
+from freshet.data.movielens import ITEM_SLOTS, USER_SLOTS, Rating
 from freshet.topics import Impression
 from ps import evaluation
-
-USER_SLOTS = ("user_id", "gender", "age", "occupation")
-ITEM_SLOTS = ("item_id", "genre")
 
 
 def rank_request(user_slots: dict[str, list[int]], items: dict[int, dict[str, list[int]]],

@@ -4,8 +4,22 @@ The wheel is downloaded (not installed: its dependencies are heavy) and only the
 ``ml-100k`` files are unzipped into a cache directory. The GroupLens licence allows
 research use; the files are not redistributed with Freshet.
 
-:func:`model_configs` holds the model presets tuned on it (the demo's and the
-benchmarks').
+Everything Freshet knows of MovieLens lives here: the files (:func:`load_ratings`,
+:func:`titles`), the slots (:data:`SLOTS`, split into :data:`USER_SLOTS` and
+:data:`ITEM_SLOTS`), which ratings are positives, the request IDs a rating replays
+as (:func:`request_id`), the ratings as labelled examples (:func:`examples`) and the
+model presets tuned on it (:func:`model_configs`, :func:`default_model`). The
+serving-log replay is ``freshet.produce.movielens``.
+
+Examples
+--------
+>>> sorted(USER_SLOTS + ITEM_SLOTS) == sorted(SLOTS)
+True
+>>> [s.name for s in default_model().slots] == SLOTS
+True
+>>> r = Rating(3, 7, 5, 1000, {"user_id": [3], "item_id": [7]})
+>>> [(e.request_id, e.label, e.click) for e in examples([r])]
+[('ml-0', 1, 1)]
 """
 
 from __future__ import annotations
@@ -17,17 +31,21 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from freshet.config import ModelConfig
+from freshet.topics import Example
 from ps.config import AdagradConfig, SlotConfig
 
 WHEEL = "recbole==1.2.1"
 FILES = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
 POSITIVE_RATING = 4  # ratings >= this are positives (a click)
 LIKE_RATING = 5  # ratings >= this also produce a "like"
-SLOTS = ["user_id", "item_id", "genre", "gender", "age", "occupation"]
+SLOTS = ["user_id", "item_id", "genre", "gender", "age", "occupation"]  # the models' order
+USER_SLOTS = ("user_id", "gender", "age", "occupation")  # what a ranking request sends once
+ITEM_SLOTS = ("item_id", "genre")  # what each candidate carries
 
 
 def cache_dir() -> Path:
@@ -109,6 +127,28 @@ def load_ratings(root: Path | None = None) -> list[Rating]:
     return out
 
 
+def request_id(index: int) -> str:
+    """The request ID of the rating at ``index`` of :func:`load_ratings` (its replay's
+    impression, and its example)."""
+    return f"ml-{index}"
+
+
+def examples(ratings: Sequence[Rating] | None = None) -> list[Example]:
+    """The ratings (default: all, in time order) as examples labelled ``rating >= 4``:
+    what the joiner makes of their replay with a window longer than the action delay."""
+    ratings = load_ratings() if ratings is None else ratings
+    return [
+        Example(request_id=request_id(i), item_id=r.item_id, user_id=r.user_id, ts=r.ts,
+                label=int(r.positive), click=int(r.positive), slots=r.slots)
+        for i, r in enumerate(ratings)
+    ]
+
+
+def titles(root: Path | None = None) -> dict[int, str]:
+    """Movie titles by item ID."""
+    return {int(r[0]): r[1] for r in _rows(ensure_ml100k(root) / "ml-100k.item")}
+
+
 def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
     """DeepFM and LR presets for MovieLens: the best of small grids on the stream
     ``benchmarks.train`` measures (11 DeepFM and 5 LR settings, docs/training.md)."""
@@ -122,3 +162,9 @@ def model_configs(dim: int) -> tuple[ModelConfig, ModelConfig]:
         slots=[SlotConfig(s, dim=1, optimizer=AdagradConfig(learning_rate=0.5)) for s in SLOTS],
     )
     return deepfm, lr
+
+
+def default_model(dim: int = 16) -> ModelConfig:
+    """The preset a MovieLens run uses unless told otherwise: the DeepFM of
+    :func:`model_configs` (the demo's and the experiments')."""
+    return model_configs(dim)[0]

@@ -10,9 +10,8 @@ from typing import TextIO
 
 from freshet.config import Config
 from freshet.kafka import producer
+from freshet.produce.base import Event
 from freshet.topics import Action, Impression
-
-Event = Impression | Action
 
 
 @dataclass

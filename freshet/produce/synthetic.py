@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import time
 from collections.abc import Iterator
@@ -23,9 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from freshet.produce.base import Event, EventSource, Rejects
 from freshet.topics import Action, Impression
-
-Event = Impression | Action
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,44 @@ def _recent(rng: np.random.Generator, n: int) -> int:
     # Exponential recency: about half the traffic goes to the newest ~1,000 IDs.
     back = int(rng.exponential(1500.0))
     return max(0, n - 1 - back)
+
+
+class SyntheticSource(EventSource):
+    """``freshet produce synthetic``: :func:`events` of a :class:`SyntheticSpec`."""
+
+    name = "synthetic"
+    help = "generate a stream with new users and items all the time and an interest shift"
+    slots = ("user_id", "item_id", "genre")
+
+    def __init__(self, spec: SyntheticSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        d = SyntheticSpec()
+        parser.add_argument("--impressions", type=int, default=d.impressions)
+        parser.add_argument("--shift-at", type=float, default=d.shift_at,
+                            help="fraction of the stream after which interests shift")
+        parser.add_argument("--p-new-user", type=float, default=d.p_new_user,
+                            help="chance an impression comes from a never-seen user")
+        parser.add_argument("--p-new-item", type=float, default=d.p_new_item)
+        parser.add_argument("--action-delay-ms", type=int, default=d.action_delay_ms,
+                            help="a click this long after its impression")
+        parser.add_argument("--seed", type=int, default=d.seed)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SyntheticSource:
+        return cls(SyntheticSpec(impressions=args.impressions, shift_at=args.shift_at,
+                                 seed=args.seed, p_new_user=args.p_new_user,
+                                 p_new_item=args.p_new_item,
+                                 action_delay_ms=args.action_delay_ms))
+
+    @classmethod
+    def example(cls) -> SyntheticSource:
+        return cls(SyntheticSpec(impressions=300, seed=1, start_ms=1_000_000))
+
+    def events(self, rejects: Rejects | None = None) -> Iterator[Event]:
+        return events(self.spec)
+
+    def describe(self) -> str:
+        return f"generating {self.spec.impressions:,} synthetic impressions ..."

@@ -10,13 +10,28 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from benchmarks.join import BAD_RECORDS, produce
 from freshet import kafka
 from freshet.config import Config
 from freshet.produce import movielens
+from freshet.produce.sender import send
 from jobs.join import Bounds, run
 
 BAD = 30  # malformed records per topic
+BAD_RECORDS = (b"not json", b'{"request_id": "x", "item_id": "7"}', b"[1, 2]")
+
+
+def produce(cfg: Config, bad: int) -> tuple[int, int, int]:
+    """The replay and ``bad`` malformed records per input topic; returns (events,
+    expected positives, expected negatives). Sampling is off and every positive has one
+    click, so the positives are the clicks and the negatives the other impressions."""
+    stats = send(cfg, movielens.events(), progress=None)
+    p = kafka.producer(cfg)
+    for topic in ("features", "actions"):
+        for i in range(bad):
+            p.produce(cfg.topics.name(topic), BAD_RECORDS[i % len(BAD_RECORDS)])
+    assert p.flush(30) == 0
+    positives = stats.by_action["click"]
+    return stats.events + 2 * bad, positives, stats.impressions - positives
 
 
 def test_movielens_replay_gives_exact_positives_and_negatives(cfg: Config) -> None:
