@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from freshet.data.movielens import feature_id
+from freshet.errors import FreshetError
 from freshet.produce.base import Event, EventSource, Rejects, SourceError
 from freshet.topics import ACTION_TYPES, Action, Impression
 
@@ -251,7 +252,7 @@ def load_mapping(spec: str) -> Mapping:
     return Mapping.from_dict(data)
 
 
-class _Bad(ValueError):
+class _Bad(FreshetError, ValueError):
     """A row that cannot become events; the message is the reason."""
 
 
