@@ -28,7 +28,9 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        # TOML has no null: a None (e.g. a slot's table: the trainer's) is left out.
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()
+                               if x is not None) + "}"
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, str):
@@ -43,7 +45,7 @@ def write_toml(cfg: Config, path: Path) -> Path:
     for section, values in data.items():
         if isinstance(values, dict):
             lines.append(f"\n[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
     path.write_text("\n".join(lines) + "\n")
     return path
 
