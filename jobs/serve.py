@@ -89,6 +89,12 @@ NUMERIC_DOC = ("Numeric features: slot -> value, for slots configured with `boun
                "scored and logged.")
 
 
+class _Closed(_Strict):
+    # `numeric` names configured slots only: any other name is refused (and the
+    # document says so, additionalProperties: false).
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
 class Candidate(_Strict):
     item_id: ID
     slots: dict[str, list[ID]] = Field(
@@ -238,10 +244,13 @@ class Server:
         if self.impressions is not None:
             self.impressions.stop()
 
-    def _with_numeric(self, slots: dict[str, list[int]], numeric: dict[str, float],
+    def _with_numeric(self, slots: dict[str, list[int]],
+                      numeric: dict[str, float] | BaseModel,
                       loc: tuple[str | int, ...]) -> dict[str, list[int]]:
         """``slots`` plus the bucket IDs of ``numeric``'s values (422 for a slot that is
-        not a configured numeric one)."""
+        not a configured numeric one: the app's schema already refuses it)."""
+        if isinstance(numeric, BaseModel):  # create_app's: the configured names only
+            numeric = {k: v for k, v in numeric if v is not None}
         if not numeric:
             return slots
         unknown = [name for name in numeric if name not in self.numeric]
@@ -370,10 +379,17 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
     hist = server.metrics.request
     # The configured candidate limit is part of the request's schema (maxItems): the
     # document says what is accepted, and the same declaration enforces it.
+    # So are the configured numeric slots: `numeric` takes exactly those names.
     n = server.cfg.serving.max_candidates
-    limited = create_model("RankRequest", __base__=RankRequest, candidates=(
-        list[Candidate], Field(min_length=1, max_length=n, description=f"1 to {n} items "
-                               "(`serving.max_candidates`).")))
+    numeric = create_model("Numeric", __base__=_Closed, **{
+        name: (float, Field(None, description=f"Bucketised by {slot.boundaries}."))
+        for name, slot in server.numeric.items()})
+    numeric_field = (numeric, Field(default_factory=numeric, description=NUMERIC_DOC))
+    candidate = create_model("Candidate", __base__=Candidate, numeric=numeric_field)
+    limited = create_model("RankRequest", __base__=RankRequest, numeric=numeric_field,
+                           candidates=(list[candidate], Field(
+                               min_length=1, max_length=n,
+                               description=f"1 to {n} items (`serving.max_candidates`).")))
     internal_error = {500: {"model": Error, "description": "Internal error (logged, no details)"}}
 
     async def rank(req: RankRequest) -> Response:

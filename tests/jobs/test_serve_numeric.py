@@ -7,10 +7,12 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
+from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 
 from freshet.config import load_config
-from jobs.serve import Server, create_app
+from jobs.serve import Candidate, RankRequest, Server, create_app
 from ps.config import SlotConfig
 from ps.serving.state import DenseModel
 from ps.serving.synthetic import lr_weights, sparse_rows
@@ -79,7 +81,21 @@ def test_a_value_for_a_slot_that_is_not_numeric_is_a_422_naming_it(tmp_path: Pat
         assert r.status_code == 422
         (err,) = r.json()["detail"]
         assert err["loc"] == ["body", "candidates", 1, "numeric", slot]
-        assert "numeric slots: price" in err["msg"]
+        assert err["type"] == "extra_forbidden"
     r = client.post("/rank", json={"user_id": 1, "candidates": [
         {"item_id": 1, "numeric": {"price": "cheap"}}]})
     assert r.status_code == 422
+
+
+def test_the_document_names_the_numeric_slots(tmp_path: Path) -> None:
+    _, client = numeric_server(tmp_path)
+    numeric = client.get("/openapi.json").json()["components"]["schemas"]["Numeric"]
+    assert list(numeric["properties"]) == ["price"]
+    assert numeric["additionalProperties"] is False
+
+
+def test_rank_called_directly_refuses_a_slot_that_is_not_numeric(tmp_path: Path) -> None:
+    server, _ = numeric_server(tmp_path)
+    req = RankRequest(user_id=1, candidates=[Candidate(item_id=1, numeric={"colour": 1.0})])
+    with pytest.raises(RequestValidationError, match="colour is not a numeric slot"):
+        server.rank(req)
