@@ -84,12 +84,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
+NUMERIC_DOC = ("Numeric features: slot -> value, for slots configured with `boundaries`; "
+               "each value becomes its bucket's ID (SlotConfig.bucket), which is what is "
+               "scored and logged.")
+
+
+class _Closed(_Strict):
+    # `numeric` names configured slots only: any other name is refused (and the
+    # document says so, additionalProperties: false).
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
 class Candidate(_Strict):
     item_id: ID
     slots: dict[str, list[ID]] = Field(
         default_factory=dict,
         description="Item features: slot -> IDs. Empty: {'item_id': [item_id]}.",
     )
+    numeric: dict[str, float] = Field(default_factory=dict, description=NUMERIC_DOC)
 
 
 class RankRequest(_Strict):
@@ -98,6 +110,7 @@ class RankRequest(_Strict):
         default_factory=dict,
         description="User features: slot -> IDs. Empty: {'user_id': [user_id]}.",
     )
+    numeric: dict[str, float] = Field(default_factory=dict, description=NUMERIC_DOC)
     candidates: list[Candidate] = Field(min_length=1)  # create_app adds the configured maximum
     request_id: str | None = Field(None, max_length=200, description="Default: generated.")
     shown: Count | None = Field(
@@ -184,6 +197,7 @@ class Server:
         sc = cfg.serving
         self.slots = list(cfg.model.slots)
         self.slot_order = [s.name for s in self.slots]
+        self.numeric = {s.name: s for s in self.slots if s.numeric}
         self.dim = self.slots[0].dim
         self.forward = forward or numpy_forward()
         self.metrics = ServingMetrics()
@@ -230,11 +244,31 @@ class Server:
         if self.impressions is not None:
             self.impressions.stop()
 
+    def _with_numeric(self, slots: dict[str, list[int]],
+                      numeric: dict[str, float] | BaseModel,
+                      loc: tuple[str | int, ...]) -> dict[str, list[int]]:
+        """``slots`` plus the bucket IDs of ``numeric``'s values (422 for a slot that is
+        not a configured numeric one: the app's schema already refuses it)."""
+        if isinstance(numeric, BaseModel):  # create_app's: the configured names only
+            numeric = {k: v for k, v in numeric if v is not None}
+        if not numeric:
+            return slots
+        unknown = [name for name in numeric if name not in self.numeric]
+        if unknown:
+            known = ", ".join(sorted(self.numeric)) or "none configured"
+            raise RequestValidationError([{
+                "type": "value_error", "loc": (*loc, unknown[0]),
+                "msg": f"{unknown[0]} is not a numeric slot (numeric slots: {known})"}])
+        return {**slots, **{name: self.numeric[name].bucket([v]) for name, v in numeric.items()}}
+
     def rank(self, req: RankRequest) -> dict[str, Any]:
         """Score the candidates with one consistent view; best first."""
         cands = req.candidates
-        user_slots = req.user_slots or {"user_id": [req.user_id]}
-        item_slots = [c.slots or {"item_id": [c.item_id]} for c in cands]
+        user_slots = self._with_numeric(req.user_slots or {"user_id": [req.user_id]},
+                                        req.numeric, ("body", "numeric"))
+        item_slots = [self._with_numeric(c.slots or {"item_id": [c.item_id]}, c.numeric,
+                                         ("body", "candidates", i, "numeric"))
+                      for i, c in enumerate(cands)]
         ids, n_user, offsets = candidate_inputs(user_slots, item_slots, self.slot_order)
         view = self.state.read(ids)  # the one locked step: all slots + the model
         if view.dense is None:
@@ -345,10 +379,17 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
     hist = server.metrics.request
     # The configured candidate limit is part of the request's schema (maxItems): the
     # document says what is accepted, and the same declaration enforces it.
+    # So are the configured numeric slots: `numeric` takes exactly those names.
     n = server.cfg.serving.max_candidates
-    limited = create_model("RankRequest", __base__=RankRequest, candidates=(
-        list[Candidate], Field(min_length=1, max_length=n, description=f"1 to {n} items "
-                               "(`serving.max_candidates`).")))
+    numeric = create_model("Numeric", __base__=_Closed, **{
+        name: (float, Field(None, description=f"Bucketised by {slot.boundaries}."))
+        for name, slot in server.numeric.items()})
+    numeric_field = (numeric, Field(default_factory=numeric, description=NUMERIC_DOC))
+    candidate = create_model("Candidate", __base__=Candidate, numeric=numeric_field)
+    limited = create_model("RankRequest", __base__=RankRequest, numeric=numeric_field,
+                           candidates=(list[candidate], Field(
+                               min_length=1, max_length=n,
+                               description=f"1 to {n} items (`serving.max_candidates`).")))
     internal_error = {500: {"model": Error, "description": "Internal error (logged, no details)"}}
 
     async def rank(req: RankRequest) -> Response:

@@ -67,7 +67,7 @@ def cmd_produce(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.topics import DeadLetter
 
     try:
-        src = source(args.source).from_args(args)
+        src = source(args.source).from_args(args, cfg)
     except FreshetError as e:
         print(f"freshet produce {args.source}: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ Examples
 ...     help = "an impression and its click"
 ...     slots = ("user_id",)
 ...     @classmethod
-...     def from_args(cls, args): return cls()
+...     def from_args(cls, args, cfg): return cls()
 ...     @classmethod
 ...     def example(cls): return cls()
 ...     def events(self, rejects=None):
@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from freshet.config import Config
 from freshet.errors import FreshetError
 from freshet.topics import Action, Impression
 
@@ -137,8 +138,10 @@ class EventSource(ABC):
 
     @classmethod
     @abstractmethod
-    def from_args(cls, args: argparse.Namespace) -> EventSource:
-        """The source the parsed command line asks for; :class:`SourceError` if it can't."""
+    def from_args(cls, args: argparse.Namespace, cfg: Config) -> EventSource:
+        """The source the parsed command line asks for, for the model ``cfg`` configures
+        (a source bucketises its numeric slots' values); :class:`SourceError` if it
+        can't."""
 
     @classmethod
     @abstractmethod

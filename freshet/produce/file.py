@@ -64,16 +64,18 @@ import re
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from freshet.config import Config
 from freshet.data.movielens import feature_id
 from freshet.errors import FreshetError
 from freshet.produce.base import Event, EventSource, Rejects, SourceError
 from freshet.topics import ACTION_TYPES, Action, Impression
+from ps.config import SlotConfig
 
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -268,10 +270,13 @@ class FileSource(EventSource):
 
     def __init__(self, mapping: Mapping, path: str | Path | None = None,
                  text: str | None = None, fmt: str | None = None,
-                 progress: TextIO | None = None) -> None:
+                 progress: TextIO | None = None,
+                 numeric: Sequence[SlotConfig] = ()) -> None:
         if (path is None) == (text is None):
             raise SourceError("give the log's path or its text")
         self.mapping = mapping
+        # Slots whose cells are numbers, each replaced by its bucket's ID (boundaries).
+        self.numeric = {s.name: s for s in numeric if s.numeric}
         self.path = None if path is None else Path(path)
         self._text = text
         self.progress = progress
@@ -300,8 +305,9 @@ class FileSource(EventSource):
                             "JSON (docs/events.md, 'Replaying your own log')")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FileSource:
-        return cls(load_mapping(args.mapping), path=args.path, progress=sys.stderr)
+    def from_args(cls, args: argparse.Namespace, cfg: Config) -> FileSource:
+        return cls(load_mapping(args.mapping), path=args.path, progress=sys.stderr,
+                   numeric=cfg.model.slots)
 
     @classmethod
     def example(cls) -> FileSource:
@@ -413,7 +419,9 @@ class FileSource(EventSource):
                         raise _Bad("action: an action row holds one action")
                     action_rows.append((line, raw, Action(rid, item, user, ts, actions[0])))
                     continue
-                slots = {c.slot: _slot_ids(row.get(c.column), c) for c in m.slots}
+                slots = {c.slot: _slot_ids(row.get(c.column), c) if c.slot not in self.numeric
+                         else _buckets(row.get(c.column), c, self.numeric[c.slot])
+                         for c in m.slots}
                 key = (rid, item)
                 if key in shown:
                     raise _Bad(f"duplicate impression of request {rid!r}, item {item} "
@@ -504,6 +512,24 @@ def _id(value: object, slot: str, ids: str, what: str) -> int:
     if not _INT64[0] <= value <= _INT64[1]:
         raise _Bad(f"{what}: {value} is out of the int64 range")
     return value
+
+
+def _buckets(value: object, c: SlotColumn, slot: SlotConfig) -> list[int]:
+    """A numeric slot's cell: numbers (split like IDs), each as its bucket's ID."""
+    what = f"slots.{c.column}"
+    if _blank(value):
+        return []
+    parts = value if isinstance(value, list) else (
+        value.split(c.separator) if isinstance(value, str) and c.separator else [value])
+    numbers = []
+    for part in parts:
+        try:
+            number = float(part.strip()) if isinstance(part, str) else part
+            numbers.append(slot.bucket([number])[0])
+        except ValueError:
+            raise _Bad(f"{what}: {part!r} is not a number (slot {slot.name} is numeric, "
+                       f"boundaries {slot.boundaries})") from None
+    return numbers
 
 
 def _one_id(value: object, slot: str, what: str) -> int:

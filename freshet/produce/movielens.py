@@ -19,6 +19,7 @@ import argparse
 import heapq
 from collections.abc import Iterator, Sequence
 
+from freshet.config import Config
 from freshet.data.movielens import LIKE_RATING, SLOTS, Rating, load_ratings, request_id
 from freshet.produce.base import Event, EventSource, Rejects
 from freshet.topics import Action, Impression
@@ -63,7 +64,7 @@ class MovieLensSource(EventSource):
                             help="a positive's click (and like) this long after its impression")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> MovieLensSource:
+    def from_args(cls, args: argparse.Namespace, cfg: Config) -> MovieLensSource:
         return cls(action_delay_ms=args.action_delay_ms)
 
     @classmethod

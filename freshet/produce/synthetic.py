@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from freshet.config import Config
 from freshet.produce.base import Event, EventSource, Rejects
 from freshet.topics import Action, Impression
 
@@ -110,7 +111,7 @@ class SyntheticSource(EventSource):
         parser.add_argument("--seed", type=int, default=d.seed)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> SyntheticSource:
+    def from_args(cls, args: argparse.Namespace, cfg: Config) -> SyntheticSource:
         return cls(SyntheticSpec(impressions=args.impressions, shift_at=args.shift_at,
                                  seed=args.seed, p_new_user=args.p_new_user,
                                  p_new_item=args.p_new_item,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from freshet.config import Config, load_config
 from freshet.produce.base import (
     CHECKS,
     Event,
@@ -25,6 +26,8 @@ from freshet.produce.base import (
 )
 from freshet.produce.registry import register_source, source, sources
 from freshet.topics import Action, Impression
+
+CFG = load_config(path=None, environ={})
 
 
 @pytest.fixture(params=sorted(sources()))
@@ -51,12 +54,12 @@ def test_the_cli_keeps_the_existing_flags() -> None:
     from freshet.app.cli import parser
 
     a = parser().parse_args(["produce", "movielens", "--speed", "10", "--action-delay-ms", "1"])
-    assert (a.source, a.speed, a.rate, source(a.source).from_args(a).action_delay_ms) == (
+    assert (a.source, a.speed, a.rate, source(a.source).from_args(a, CFG).action_delay_ms) == (
         "movielens", 10.0, 0.0, 1)
     a = parser().parse_args(["produce", "synthetic", "--impressions", "5", "--seed", "2",
                              "--rate", "100", "--shift-at", "0.3", "--p-new-user", "0.1",
                              "--p-new-item", "0.2"])
-    spec = source(a.source).from_args(a).spec
+    spec = source(a.source).from_args(a, CFG).spec
     assert (spec.impressions, spec.seed, spec.shift_at, spec.p_new_user, spec.p_new_item,
             spec.action_delay_ms, a.rate) == (5, 2, 0.3, 0.1, 0.2, 2000, 100.0)
 
@@ -69,7 +72,7 @@ class Planted(EventSource):
     slots = ("user_id",)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EventSource:
+    def from_args(cls, args: argparse.Namespace, cfg: Config) -> EventSource:
         return cls()
 
     @classmethod

@@ -12,6 +12,7 @@ from freshet.data.movielens import feature_id
 from freshet.produce.base import Rejects, SourceError, check_source
 from freshet.produce.file import FileSource, Mapping, load_mapping
 from freshet.topics import Action, Impression
+from ps.config import SlotConfig
 
 BASE = {"request_id": "req", "user": "user", "item": "item", "timestamp": "ts",
         "timestamp_unit": "ms"}
@@ -260,3 +261,21 @@ def test_the_example_in_docs_events_md_gives_what_it_shows(tmp_path: Path) -> No
     assert {k: kinds.count(k) for k in sorted(set(kinds))} == ast.literal_eval(shown[3])
     assert rejects.summary("file:clicks.csv") in blocks["console"]
     assert evs[0].slots["genre"] == [feature_id("genre=Drama"), feature_id("genre=War")]
+
+
+def test_a_numeric_slot_s_cells_become_bucket_ids_and_a_word_is_a_malformed_row() -> None:
+    price = SlotConfig("price", boundaries=[10.0, 50.0])
+    text = ("req,user,item,ts,price\n"
+            "a,1,7,1000,4.5\n"
+            "b,1,8,2000,10\n"
+            "c,1,9,3000,cheap\n"
+            "d,1,6,4000,120\n"
+            "e,1,5,5000,\n")
+    rejects = Rejects(keep=10)
+    src = FileSource(Mapping.from_dict({**BASE, "slots": {"price": "price", "item": "item_id"}}),
+                     text=text, fmt="csv", numeric=[price, SlotConfig("item_id")])
+    evs = list(src.events(rejects))
+    assert [(e.request_id, e.slots["price"], e.slots["item_id"]) for e in evs] == [
+        ("a", [0], [7]), ("b", [1], [8]), ("d", [2], [6]), ("e", [], [5])]
+    ((line, reason),) = [(r.line, r.reason) for r in rejects.first]
+    assert line == 4 and "slots.price: 'cheap' is not a number (slot price is numeric" in reason
