@@ -1,0 +1,181 @@
+"""Fresh signals at serving time: the serving log folded into statistics and histories.
+
+:class:`SignalFeed` follows the ``features`` (impressions) and ``actions`` topics and
+folds every event into a :class:`ps.signals.SignalState`, the same state and the same
+bucketing the replays and the experiments compute (``ps/signals.py``). A ranking
+request reads it for its user and every candidate (:meth:`SignalFeed.signals_for`);
+the server adds those slot IDs to the candidates' slots, scores with them and logs
+them with the impression, so the joiner carries exactly what serving saw into the
+example and the trainer learns on it (no train/serve skew by construction).
+
+Two topics and their partitions arrive interleaved, not in event-time order, and the
+state folds in order: events wait in a buffer until the newest event seen is
+``lateness_ms`` past them. An event later than that is folded at the state's time
+(counted in ``late``) rather than dropped. So what a request reads reflects every event
+up to about ``lateness_ms`` before the newest one seen: that, plus the topics' lag, is
+the signals' staleness (``benchmarks.freshness`` measures it end to end).
+
+An action carries no slots; its item's categories are those of the item's latest
+impression (kept for ``max_items`` items).
+
+A restarted server rebuilds the state from the topics: it reads them from
+``rebuild_s`` before its start (0: from the oldest record they keep), folding as it
+goes, so a restart loses nothing the topics still hold; the state is bounded by the
+spec's TTL and history length whatever the topics hold.
+
+Examples
+--------
+>>> from ps.signals import SignalSpec
+>>> from freshet.topics import Action, Impression
+>>> feed = SignalFeed.offline(SignalSpec(signals=("item_n", "hist_pos")), "genre",
+...                           lateness_ms=0)
+>>> for i, ts in enumerate((1_000, 1_500)):
+...     feed.add(Impression(f"r{i}", 7, i, ts, {"genre": [3]}))
+>>> feed.add(Action("r0", 7, 0, 2_000, "click"))
+>>> feed.signals_for(0, [7, 8], [{"genre": [3]}, {}], now_ms=3_000)
+[{'item_n': [2], 'hist_pos': [7]}, {'item_n': [1], 'hist_pos': [7]}]
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+
+from freshet.config import Config
+from freshet.kafka import consumer, partitions
+from freshet.topics import Action, Impression, SchemaError
+from ps.signals import Event, SignalSpec, SignalState
+
+log = logging.getLogger(__name__)
+
+POSITIVE = {"click": (1, 0), "like": (0, 1), "finish": (0, 0)}  # action -> (positive, like)
+
+
+class SignalFeed(threading.Thread):
+    """The serving log folded into a :class:`~ps.signals.SignalState` (module docstring).
+
+    Parameters
+    ----------
+    cfg : Config or None
+        Where the topics are; None: nothing is consumed (:meth:`offline`, tests).
+    spec : SignalSpec
+        Which signals and how (``signals.*`` in the config).
+    category_slot : str
+        The impression slot whose IDs are the item's categories (MovieLens: ``genre``).
+    lateness_ms : int
+        How long an event waits for earlier ones before it is folded.
+    max_items : int
+        Items whose categories are remembered for their actions (least recent dropped).
+    rebuild_s : float
+        At start, read the topics from this long ago (0: from their oldest record).
+    """
+
+    def __init__(self, cfg: Config | None, spec: SignalSpec, category_slot: str,
+                 lateness_ms: int = 2000, max_items: int = 1_000_000,
+                 rebuild_s: float = 0.0) -> None:
+        super().__init__(name="signal-feed", daemon=True)
+        self.cfg = cfg
+        self.spec = spec
+        self.category_slot = category_slot
+        self.lateness_ms = lateness_ms
+        self.max_items = max_items
+        self.rebuild_s = rebuild_s
+        self.state = SignalState(spec)
+        self.categories: OrderedDict[int, tuple[int, ...]] = OrderedDict()
+        self.pending: list[tuple[int, int, Event]] = []  # (ts, arrival, event)
+        self.newest_ms = 0
+        self.folded = self.late = self.malformed = 0
+        self._seq = itertools.count()
+        self._lock = threading.Lock()  # the feed folds, requests read
+        self._halt = threading.Event()
+
+    @classmethod
+    def offline(cls, spec: SignalSpec, category_slot: str, lateness_ms: int = 2000
+                ) -> SignalFeed:
+        """A feed that consumes nothing: events come through :meth:`add`."""
+        return cls(None, spec, category_slot, lateness_ms)
+
+    # -- folding ---------------------------------------------------------------------
+    def add(self, event: Impression | Action) -> None:
+        """Take one serving-log event; fold what the lateness allows."""
+        if isinstance(event, Impression):
+            cats = tuple(event.slots.get(self.category_slot, ()))
+            self.categories[event.item_id] = cats
+            self.categories.move_to_end(event.item_id)
+            if len(self.categories) > self.max_items:
+                self.categories.popitem(last=False)
+            e = Event(event.ts, event.user_id, event.item_id, cats)
+        else:
+            positive, like = POSITIVE[event.action]
+            e = Event(event.ts, event.user_id, event.item_id,
+                      self.categories.get(event.item_id, ()), shown=0, positive=positive,
+                      like=like)
+        with self._lock:
+            heapq.heappush(self.pending, (e.ts, next(self._seq), e))
+            self.newest_ms = max(self.newest_ms, e.ts)
+            self._fold_until(self.newest_ms - self.lateness_ms)
+
+    def _fold_until(self, ts_ms: int) -> None:
+        while self.pending and self.pending[0][0] <= ts_ms:
+            _, _, e = heapq.heappop(self.pending)
+            if e.ts < self.state.last_ts:  # later than the lateness: at the state's time
+                self.late += 1
+                e = Event(int(self.state.last_ts), e.user, e.item, e.categories, e.shown,
+                          e.positive, e.like, e.value)
+            self.state.fold(e)
+            self.folded += 1
+
+    # -- reading ---------------------------------------------------------------------
+    def signals_for(self, user_id: int, item_ids: Sequence[int],
+                    item_slots: Sequence[Mapping[str, Sequence[int]]], now_ms: int
+                    ) -> list[dict[str, list[int]]]:
+        """Each candidate's signal slots for ``user_id``, read at ``now_ms``."""
+        with self._lock:
+            return [self.state.signals(user_id, item,
+                                       tuple(slots.get(self.category_slot, ()))
+                                       or self.categories.get(item, ()), now_ms)
+                    for item, slots in zip(item_ids, item_slots, strict=True)]
+
+    # -- the consumer ----------------------------------------------------------------
+    def _start(self, c: Consumer, topics: list[str]) -> list[TopicPartition]:
+        """Where to start reading: ``rebuild_s`` ago, or the oldest records kept."""
+        tps = [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics
+               for p in partitions(self.cfg, t)]
+        if self.rebuild_s <= 0:
+            return tps
+        since_ms = int((time.time() - self.rebuild_s) * 1000)
+        found = c.offsets_for_times([TopicPartition(tp.topic, tp.partition, since_ms)
+                                     for tp in tps], timeout=30)
+        # -1: nothing that recent in the partition; read from its end.
+        return [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0
+                               else OFFSET_END) for tp in found]
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        assert self.cfg is not None, "an offline feed consumes nothing"
+        topics = {self.cfg.topics.name("features"): Impression,
+                  self.cfg.topics.name("actions"): Action}
+        c = consumer(self.cfg, group="freshet-serve-signals", **{"fetch.wait.max.ms": 100})
+        try:
+            c.assign(self._start(c, list(topics)))
+            while not self._halt.is_set():
+                for m in c.consume(500, timeout=0.2):
+                    if m.error() is not None:
+                        continue
+                    try:
+                        self.add(topics[m.topic()].from_json(m.value()))
+                    except (SchemaError, KeyError):
+                        self.malformed += 1
+        except Exception:  # requests then read the state as it stands
+            log.exception("signal feed stopped")
+        finally:
+            c.close()
