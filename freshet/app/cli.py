@@ -150,6 +150,50 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
+    import time
+
+    from freshet.kafka import end_offsets
+    from jobs.stats import OUTPUTS, current_bounds, run, written
+
+    cluster = args.cluster or cfg.flink.cluster
+    if cluster:  # the same job file, submitted unchanged (detached)
+        from freshet.app.submit import submit
+
+        done = submit(cfg, "stats", cluster, ["--bounded"] if args.bounded else [])
+        print(f"submitted stats to {cluster}: job {done.job_id} "
+              f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+        return 0
+    bounds = current_bounds(cfg) if args.bounded else None
+    events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0
+    if bounds is not None:
+        print(f"statistics over {events:,} events (up to offsets {bounds.stop})", flush=True)
+    starts = {t: end_offsets(cfg, cfg.topics.name(t)) for t in OUTPUTS}
+    guard = _guard(cfg, "stats", ["features", "actions", *OUTPUTS])
+    guard.save()
+    guard.start()
+    stop = threading.Event()
+
+    def progress() -> None:  # what the job has written so far, every 10 s
+        t0 = time.monotonic()
+        while not stop.wait(10.0):
+            n = written(cfg, starts)
+            print(f"stats: {time.monotonic() - t0:.0f}s: {n['features_signals']:,} impressions "
+                  f"with signals, {n['signals']:,} changelog records (committed with each "
+                  "checkpoint)", flush=True)
+
+    watch = threading.Thread(target=progress, daemon=True)
+    watch.start()
+    run(cfg, bounds)
+    stop.set()
+    guard.stop()
+    n = written(cfg, starts)
+    print(f"stats: {n['features_signals']:,} impressions with signals on "
+          f"{cfg.topics.name('features_signals')}, {n['signals']:,} changelog records on "
+          f"{cfg.topics.name('signals')}", flush=True)
+    return 0
+
+
 def _guard(cfg: Config, job: str, topics: list[str]) -> TopicGuard:
     """A topic guard that ends this process (the mini-cluster runs inside it)."""
     import os
@@ -244,7 +288,7 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
             print(f"replay job {done.job_id} trained {manifest.messages} messages; "
                   f"model in {snapshot}")
             return 0
-        job_args = ["--bounded"] if args.job == "join" and args.bounded else []
+        job_args = ["--bounded"] if args.job in ("join", "stats") and args.bounded else []
         if args.job == "train":
             for flag, value in (("--from-snapshot", args.from_snapshot),
                                 ("--from-checkpoint", args.from_checkpoint)):
@@ -339,14 +383,23 @@ def parser() -> argparse.ArgumentParser:
         "embedded mini-cluster)",
     )
     jn.set_defaults(func=cmd_join)
-    sm = sub.add_parser("submit", help="submit join, train or replay to a Flink cluster")
-    sm.add_argument("job", choices=["join", "train", "replay"])
+    st = sub.add_parser("stats", help="run the statistics job: impressions + actions -> "
+                        "point-in-time signals (changelog, and impressions with signals)")
+    st.add_argument("--bounded", action="store_true",
+                    help="stop at the input topics' current ends (a replay's signals)")
+    st.add_argument("--cluster", metavar="HOST:PORT", default="",
+                    help="submit to this Flink cluster's REST address (default: "
+                    "flink.cluster, else the embedded mini-cluster)")
+    st.set_defaults(func=cmd_stats)
+    sm = sub.add_parser("submit", help="submit join, stats, train or replay to a Flink cluster")
+    sm.add_argument("job", choices=["join", "stats", "train", "replay"])
     sm.add_argument("--cluster", metavar="HOST:PORT", default="",
                     help="the cluster's REST address (default: flink.cluster)")
     sm.add_argument("--pyexec", default=sys.executable,
                     help="Python on the TaskManagers, with the project installed "
                     "(default: this one; the Docker image has the same path)")
-    sm.add_argument("--bounded", action="store_true", help="join: stop at the topics' ends")
+    sm.add_argument("--bounded", action="store_true",
+                    help="join, stats: stop at the topics' ends")
     sm.add_argument("--from-snapshot", help="train/replay: start from a replay's model")
     sm.add_argument("--from-checkpoint", help="train: restore this retained checkpoint")
     sm.add_argument("--from", dest="from_time", help="replay: ISO time or epoch ms")
