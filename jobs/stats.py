@@ -70,6 +70,16 @@ def bucket_sql(name: str, prior: float) -> str:
     return f"signal_bucket('{stat}', {entity}_{t}, {p}, global_{t}, {_double(prior)})"
 
 
+def sums_sql(cfg: Config, entity: str) -> str:
+    """An OVER window's two decayed-sums columns of ``entity`` (``sql/stats.sql``):
+    ``<entity>_l`` at stats.half_life_s, ``<entity>_r`` at stats.recent_half_life_s."""
+    ttl = f"CAST({ttl_ms(cfg)} AS BIGINT)"
+    return ",\n  ".join(
+        f"decayed(ts, {_double(h * 1000.0)}, {ttl}, shown, positive, liked, val) "
+        f"OVER w AS {entity}_{t}"
+        for t, h in (("l", cfg.stats.half_life_s), ("r", cfg.stats.recent_half_life_s)))
+
+
 def stats_params(cfg: Config) -> dict[str, str]:
     """The statistics SQL's ``${placeholders}`` (on top of jobs.join.sql_params)."""
     s = cfg.stats
@@ -89,8 +99,7 @@ def stats_params(cfg: Config) -> dict[str, str]:
         "category_slot": s.category_slot,
         "positive_actions": ", ".join(f"'{a}'" for a in s.positive_actions),
         "like_action": s.like_action,
-        "half_life_ms": _double(s.half_life_s * 1000.0),
-        "recent_half_life_ms": _double(s.recent_half_life_s * 1000.0),
+        **{f"{e}_sums": sums_sql(cfg, e) for e in ("item", "user", "global", "cat", "ucat")},
         "ttl_ms": f"CAST({ttl_ms(cfg)} AS BIGINT)",
         "history": str(s.history),
         "flat_json": flat_json,

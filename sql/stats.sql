@@ -9,6 +9,10 @@
 -- Flink, so it counts nowhere (docs/signals.md). The functions (functions.sql) return
 -- the state as of the start of the row's second (for impressions) and after the row
 -- (for the changelog).
+--
+-- `${<entity>_sums}` (jobs/stats.py) is the entity's two decayed-sums columns,
+-- `<entity>_l` at stats.half_life_s and `<entity>_r` at stats.recent_half_life_s:
+--   decayed(ts, <half-life ms>, <ttl ms>, shown, positive, liked, val) OVER w AS <entity>_l
 
 -- Impressions count as shown; actions as positive or like, at their own time, on the
 -- action's item and user. `val` is the numeric outcome of ps.signals (none in
@@ -30,8 +34,7 @@ WHERE reason IS NULL;
 -- Per item; an action takes its item's categories from the item's latest impression.
 CREATE TEMPORARY VIEW by_item AS
 SELECT *,
-  decayed(ts, ${half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS item_l,
-  decayed(ts, ${recent_half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS item_r,
+  ${item_sums},
   last_ids(cats) OVER w AS item_cats
 FROM stat_events
 WINDOW w AS (PARTITION BY item_id ORDER BY rowtime
@@ -40,8 +43,7 @@ WINDOW w AS (PARTITION BY item_id ORDER BY rowtime
 -- Per user, with the histories.
 CREATE TEMPORARY VIEW by_user AS
 SELECT *,
-  decayed(ts, ${half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS user_l,
-  decayed(ts, ${recent_half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS user_r,
+  ${user_sums},
   recent_items(ts, item_id, positive, ${history}, ${ttl_ms}) OVER w AS hist_pos,
   recent_items(ts, item_id, shown, ${history}, ${ttl_ms}) OVER w AS hist_shown
 FROM by_item
@@ -51,8 +53,7 @@ WINDOW w AS (PARTITION BY user_id ORDER BY rowtime
 -- The global counter (every rate's prior): one key, so one subtask sees every event.
 CREATE TEMPORARY VIEW by_global AS
 SELECT *,
-  decayed(ts, ${half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS global_l,
-  decayed(ts, ${recent_half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS global_r
+  ${global_sums}
 FROM by_user
 WINDOW w AS (PARTITION BY everyone ORDER BY rowtime
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
@@ -66,16 +67,14 @@ CROSS JOIN LATERAL TABLE(positions(e.item_cats)) AS c (cat, pos);
 
 CREATE TEMPORARY VIEW by_cat AS
 SELECT *,
-  decayed(ts, ${half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS cat_l,
-  decayed(ts, ${recent_half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS cat_r
+  ${cat_sums}
 FROM by_cat_rows
 WINDOW w AS (PARTITION BY cat ORDER BY rowtime
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);
 
 CREATE TEMPORARY VIEW by_ucat AS
 SELECT *,
-  decayed(ts, ${half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS ucat_l,
-  decayed(ts, ${recent_half_life_ms}, ${ttl_ms}, shown, positive, liked, val) OVER w AS ucat_r
+  ${ucat_sums}
 FROM by_cat
 WINDOW w AS (PARTITION BY user_id, cat ORDER BY rowtime
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW);

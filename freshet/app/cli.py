@@ -109,18 +109,26 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _submitted(cfg: Config, args: argparse.Namespace, job: str) -> bool:
+    """With ``--cluster`` (or flink.cluster): the same job file, submitted unchanged
+    (detached); False when the job is to run here, on the mini-cluster."""
+    cluster = args.cluster or cfg.flink.cluster
+    if not cluster:
+        return False
+    from freshet.app.submit import submit
+
+    done = submit(cfg, job, cluster, ["--bounded"] if args.bounded else [])
+    print(f"submitted {job} to {cluster}: job {done.job_id} "
+          f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+    return True
+
+
 def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.kafka import end_offsets
     from jobs.join import current_bounds, run
     from jobs.metrics import JoinWatch, join_outcome
 
-    cluster = args.cluster or cfg.flink.cluster
-    if cluster:  # the same job file, submitted unchanged (detached)
-        from freshet.app.submit import submit
-
-        done = submit(cfg, "join", cluster, ["--bounded"] if args.bounded else [])
-        print(f"submitted join to {cluster}: job {done.job_id} "
-              f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+    if _submitted(cfg, args, "join"):
         return 0
     bounds = current_bounds(cfg) if args.bounded else None
     events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0
@@ -156,13 +164,7 @@ def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.kafka import end_offsets
     from jobs.stats import OUTPUTS, current_bounds, run, written
 
-    cluster = args.cluster or cfg.flink.cluster
-    if cluster:  # the same job file, submitted unchanged (detached)
-        from freshet.app.submit import submit
-
-        done = submit(cfg, "stats", cluster, ["--bounded"] if args.bounded else [])
-        print(f"submitted stats to {cluster}: job {done.job_id} "
-              f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+    if _submitted(cfg, args, "stats"):
         return 0
     bounds = current_bounds(cfg) if args.bounded else None
     events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0

@@ -218,3 +218,23 @@ def test_java_buckets_equal_reference_buckets() -> None:
                 assert jv == py, (stat, s, prior6, g, prior)
                 checked += 1
     assert checked == 4_000
+
+
+def test_joiner_reads_the_enriched_impressions(job: dict) -> None:
+    """A replay: `freshet join` on features_signals (joiner.features_topic) gives
+    examples whose slots carry the point-in-time signals, labels as from features."""
+    from jobs import join
+
+    cfg = job["cfg"]
+    cfg = dataclasses.replace(cfg, joiner=dataclasses.replace(
+        cfg.joiner, features_topic="features_signals"))
+    join.run(cfg, join.current_bounds(cfg))
+    rows = [r for m in kafka.read(cfg, cfg.topics.name("examples"), idle_s=1.0)
+            for r in json.loads(m.value())["examples"]]
+    acted = {(e.request_id, e.item_id) for e in job["stream"] if isinstance(e, Action)}
+    assert len(rows) == len(job["expected"])
+    for r in rows:
+        key = (r["request_id"], r["item_id"])
+        got = {k: v for k, v in r["slots"].items() if k in signals.SIGNALS}
+        assert got == job["expected"][key], key
+        assert r["label"] == (key in acted), key
