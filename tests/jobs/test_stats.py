@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -238,3 +239,20 @@ def test_joiner_reads_the_enriched_impressions(job: dict) -> None:
         got = {k: v for k, v in r["slots"].items() if k in signals.SIGNALS}
         assert got == job["expected"][key], key
         assert r["label"] == (key in acted), key
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"FRESHET__STATS__SIGNALS": '["item_ctr"]'}, "unknown signals ['item_ctr']"),
+    ({"FRESHET__STATS__SIGNALS": "[]"}, "stats.signals: empty"),
+    ({"FRESHET__STATS__HALF_LIFE_S": "0"}, "half-lives and ttl_s must be positive"),
+    ({"FRESHET__STATS__HISTORY": "0"}, "history at least 1"),
+    ({"FRESHET__STATS__POSITIVE_ACTIONS": '["wink"]'}, "'wink' is not one of"),
+    ({"FRESHET__STATS__CATEGORY_SLOT": "genre'"}, "is not a slot name"),
+    ({"FRESHET__JOINER__FEATURES_TOPIC": "examples"}, "joiner.features_topic"),
+])
+def test_stats_config_is_checked_at_load(environ: dict[str, str], message: str) -> None:
+    from freshet.config import load_config
+    from freshet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path=None, environ=environ)
