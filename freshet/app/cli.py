@@ -162,7 +162,7 @@ def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
     import time
 
     from freshet.kafka import end_offsets
-    from jobs.stats import OUTPUTS, current_bounds, run, written
+    from jobs.stats import OUTPUTS, current_bounds, enriched_count, run, written
 
     if _submitted(cfg, args, "stats"):
         return 0
@@ -180,19 +180,27 @@ def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         while not stop.wait(10.0):
             n = written(cfg, starts)
-            print(f"stats: {time.monotonic() - t0:.0f}s: {n['features_signals']:,} impressions "
-                  f"with signals, {n['signals']:,} changelog records (committed with each "
-                  "checkpoint)", flush=True)
+            print(f"stats: {time.monotonic() - t0:.0f}s: offsets advanced by "
+                  f"{n['features_signals']:,} on features_signals, {n['signals']:,} on "
+                  "signals (records and transaction markers)", flush=True)
 
+    checkpoint = args.from_checkpoint
+    if checkpoint == "latest":
+        from freshet.flink import latest_checkpoint
+        from jobs.stats import JOB_NAME
+
+        checkpoint = latest_checkpoint(cfg, JOB_NAME)
+        print(f"restoring {checkpoint}" if checkpoint else "no checkpoint to restore: "
+              "starting from the committed offsets, with empty statistics", flush=True)
     watch = threading.Thread(target=progress, daemon=True)
     watch.start()
-    run(cfg, bounds)
+    run(cfg, bounds, from_checkpoint=checkpoint)
     stop.set()
     guard.stop()
     n = written(cfg, starts)
-    print(f"stats: {n['features_signals']:,} impressions with signals on "
-          f"{cfg.topics.name('features_signals')}, {n['signals']:,} changelog records on "
-          f"{cfg.topics.name('signals')}", flush=True)
+    print(f"stats: {enriched_count(cfg, starts['features_signals']):,} impressions with "
+          f"signals on {cfg.topics.name('features_signals')}; the changelog "
+          f"{cfg.topics.name('signals')} advanced by {n['signals']:,} offsets", flush=True)
     return 0
 
 
@@ -389,6 +397,9 @@ def parser() -> argparse.ArgumentParser:
                         "point-in-time signals (changelog, and impressions with signals)")
     st.add_argument("--bounded", action="store_true",
                     help="stop at the input topics' current ends (a replay's signals)")
+    st.add_argument("--from-checkpoint",
+                    help="restore a retained checkpoint of the job, its statistics with it "
+                    "('latest': its newest)")
     st.add_argument("--cluster", metavar="HOST:PORT", default="",
                     help="submit to this Flink cluster's REST address (default: "
                     "flink.cluster, else the embedded mini-cluster)")

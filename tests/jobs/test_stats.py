@@ -15,7 +15,9 @@ many values apart, through the JVM alone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -24,10 +26,11 @@ import numpy as np
 import pytest
 
 from freshet import kafka
+from freshet.app import cli
+from freshet.app.demo import config_env
 from freshet.config import Config
 from freshet.produce.synthetic import SyntheticSpec, events
 from freshet.topics import Action, Impression
-from jobs.stats import current_bounds, run
 from ps import signals
 from ps.signals import Event, point_in_time
 
@@ -104,7 +107,11 @@ def job(broker: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     create_topics(cfg)
     stream = planted() + synthetic()
     produce(cfg, stream)
-    run(cfg, current_bounds(cfg))
+    # Through the launcher, `freshet stats --bounded`, as a deployment would run it.
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()) as out:
+        for k, v in config_env(cfg).items():
+            env.setenv(k, v)
+        assert cli.main(["--config", "/nonexistent.toml", "stats", "--bounded"]) == 0
     enriched = {}
     for m in kafka.read(cfg, cfg.topics.name("features_signals"), idle_s=1.0):
         imp = Impression.from_json(m.value())  # the joiner's reader accepts it
@@ -121,7 +128,7 @@ def job(broker: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
         if isinstance(e, Impression):
             expected[e.request_id, e.item_id] = s
     yield {"cfg": cfg, "enriched": enriched, "changelog": changelog, "expected": expected,
-           "stream": stream}
+           "stream": stream, "printed": out.getvalue()}
 
 
 def _signal_slots(imp: Impression) -> dict[str, list[int]]:
@@ -161,6 +168,14 @@ def test_parity_with_reference(job: dict) -> None:
     assert len({tuple(s["item_rate"]) for s in expected.values()}) > 3
     for (_, item), imp in list(enriched.items())[:50]:
         assert imp.slots["item_id"] == [item]
+
+
+def test_freshet_stats_says_what_it_read_and_wrote(job: dict) -> None:
+    cfg, stream = job["cfg"], job["stream"]
+    lines = job["printed"].splitlines()
+    assert lines[0].startswith(f"statistics over {len(stream):,} events (up to offsets")
+    assert lines[-1].startswith(f"stats: {len(job['expected']):,} impressions with signals on "
+                                f"{cfg.topics.name('features_signals')}; ")
 
 
 def test_changelog_holds_each_entitys_latest_state(job: dict) -> None:
