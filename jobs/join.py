@@ -28,7 +28,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -371,9 +371,15 @@ def keeps_negative(request_id: str, item_id: int, rate: float) -> bool:
     return abs(signed) % 1_000_000 < round(rate * 1_000_000)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config-json", help="the config as JSON (what `freshet join` passes)")
+def sql_job_main(argv: list[str] | None, description: str, job_name: str,
+                 bounds_of: Callable[[Config], Bounds],
+                 build_job: Callable[[Config, Bounds | None], tuple[object, StatementSet]],
+                 run_job: Callable[..., object]) -> None:
+    """The command line of a SQL job file (``jobs/join.py``, ``jobs/stats.py``), the same
+    on the mini-cluster and under ``flink run -py``: ``--config-json`` (what ``freshet``
+    passes), ``--bounded``, ``--explain``, ``--from-checkpoint``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config-json", help="the config as JSON (what `freshet` passes)")
     p.add_argument("--bounded", action="store_true", help="stop at the topics' current ends")
     p.add_argument("--explain", action="store_true", help="print the plan, do not run")
     p.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
@@ -382,18 +388,22 @@ def main(argv: list[str] | None = None) -> None:
         cfg = Config.from_json(Path(args.config_json).read_text())
     else:
         cfg = load_config()
-    bounds = current_bounds(cfg) if args.bounded else None
+    bounds = bounds_of(cfg) if args.bounded else None
     if bounds is not None:
-        print(f"joining up to offsets {json.dumps(bounds.stop)}", flush=True)
+        print(f"{job_name}: up to offsets {json.dumps(bounds.stop)}", flush=True)
     if args.explain:
         from pyflink.table.explain_detail import ExplainDetail
 
-        print(build(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
+        print(build_job(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
         return
     checkpoint = args.from_checkpoint
     if checkpoint == "latest":
-        checkpoint = latest_checkpoint(cfg, JOB_NAME)
-    run(cfg, bounds, from_checkpoint=checkpoint)
+        checkpoint = latest_checkpoint(cfg, job_name)
+    run_job(cfg, bounds, from_checkpoint=checkpoint)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sql_job_main(argv, __doc__.split("\n")[0], JOB_NAME, current_bounds, build, run)
 
 
 if __name__ == "__main__":

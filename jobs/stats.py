@@ -26,16 +26,12 @@ Examples
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from freshet.config import Config, load_config
-from freshet.flink import latest_checkpoint
-from jobs.join import BRIDGES, Bounds, sink_options
+from freshet.config import Config
+from jobs.join import BRIDGES, Bounds, sink_options, sql_job_main
 from jobs.join import build as build_sql
 from ps.signals import SIGNALS
 
@@ -161,26 +157,7 @@ def enriched_count(cfg: Config, since: Mapping[int, int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config-json", help="the config as JSON (what `freshet stats` passes)")
-    p.add_argument("--bounded", action="store_true", help="stop at the topics' current ends")
-    p.add_argument("--explain", action="store_true", help="print the plan, do not run")
-    p.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
-    args = p.parse_args(argv)
-    cfg = (Config.from_json(Path(args.config_json).read_text()) if args.config_json
-           else load_config())
-    bounds = current_bounds(cfg) if args.bounded else None
-    if bounds is not None:
-        print(f"statistics up to offsets {json.dumps(bounds.stop)}", flush=True)
-    if args.explain:
-        from pyflink.table.explain_detail import ExplainDetail
-
-        print(build(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
-        return
-    checkpoint = args.from_checkpoint
-    if checkpoint == "latest":
-        checkpoint = latest_checkpoint(cfg, JOB_NAME)
-    run(cfg, bounds, from_checkpoint=checkpoint)
+    sql_job_main(argv, __doc__.split("\n")[0], JOB_NAME, current_bounds, build, run)
 
 
 if __name__ == "__main__":
