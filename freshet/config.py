@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from freshet.errors import ConfigError
+from freshet.topics import ACTION_TYPES
 from ps.config import CuckooTableConfig, Kinded, SlotConfig, TableConfig
+from ps.signals import SignalSpec
 from udfs.models.registry import model_kinds
 
 ENV_PREFIX = "FRESHET__"
@@ -77,6 +79,8 @@ class TopicsConfig:
             "params": 1,
             "metrics": 1,
             "dead_letters": 1,
+            "signals": 4,
+            "features_signals": 4,
         }
     )
 
@@ -128,10 +132,50 @@ class JoinerConfig:
     # holds windows of any length; "hashmap" keeps it on the JVM heap, which costs far
     # less CPU per event (docs/joiner.md) but must fit window_s x event rate x row size.
     state_backend: str = "rocksdb"
+    # The logical topic the impressions are read from: "features_signals" joins the
+    # statistics job's enriched impressions instead (a replay, docs/signals.md).
+    features_topic: str = "features"
 
     def __post_init__(self) -> None:
         _one_of("joiner.delivery", self.delivery, DELIVERIES)
         _one_of("joiner.state_backend", self.state_backend, ("rocksdb", "hashmap"))
+        _one_of("joiner.features_topic", self.features_topic, ("features", "features_signals"))
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """The statistics job (``freshet stats``, docs/signals.md): what ps.signals computes."""
+
+    # Names from ps.signals.SIGNALS; each becomes a slot of that name.
+    signals: list[str] = field(default_factory=lambda: list(SignalSpec().signals))
+    half_life_s: float = SignalSpec().half_life_s
+    recent_half_life_s: float = SignalSpec().recent_half_life_s
+    prior: float = SignalSpec().prior  # pseudo-impressions at the prior rate
+    history: int = SignalSpec().history  # items per user in hist_pos / hist_shown
+    # A key not updated for this long (event time) starts again from zero; also the
+    # job's SQL state TTL (processing time), which bounds its memory.
+    ttl_s: float = SignalSpec().ttl_s
+    category_slot: str = "genre"  # the impression slot whose IDs are the categories
+    positive_actions: list[str] = field(default_factory=lambda: ["click"])
+    like_action: str = "like"
+
+    def __post_init__(self) -> None:
+        if not self.signals:
+            raise ConfigError("stats.signals: empty; name at least one of ps.signals.SIGNALS")
+        try:
+            self.spec()
+        except ValueError as e:
+            raise ConfigError(f"stats: {e}") from e
+        for a in [*self.positive_actions, self.like_action]:
+            _one_of("stats action", a, ACTION_TYPES)
+        if not self.category_slot.replace("_", "").isalnum():
+            raise ConfigError(f"stats.category_slot: {self.category_slot!r} is not a slot name")
+
+    def spec(self) -> SignalSpec:
+        """The reference definition of these signals (ps.signals.point_in_time)."""
+        return SignalSpec(signals=tuple(self.signals), half_life_s=self.half_life_s,
+                          recent_half_life_s=self.recent_half_life_s, prior=self.prior,
+                          history=self.history, ttl_s=self.ttl_s)
 
 
 def _default_slots() -> list[SlotConfig]:
@@ -253,6 +297,7 @@ class Config:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     flink: FlinkConfig = field(default_factory=FlinkConfig)
     joiner: JoinerConfig = field(default_factory=JoinerConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

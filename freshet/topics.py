@@ -38,6 +38,8 @@ TOPICS: dict[str, str] = {
     "params": "Parameter deltas (Arrow IPC): sparse rows often, dense weights rarely",
     "metrics": "Progressive evaluation and job metrics (JSON)",
     "dead_letters": "Inputs that could not be processed, with the raw payload and a reason",
+    "signals": "The statistics job's changelog: each entity's signal state after each event",
+    "features_signals": "Impressions with their point-in-time signal slots (the replay's features)",
 }
 
 ACTION_TYPES: tuple[str, ...] = ("click", "like", "finish")

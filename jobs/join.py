@@ -28,7 +28,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,44 +131,49 @@ def _scan(topic: str, bounds: Bounds | None) -> str:
     )
 
 
-def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME) -> dict[str, str]:
-    """Values of the ``${placeholders}`` in ``sql/``, all from the one config."""
+def _kafka_options(cfg: Config) -> dict[str, str]:
     from freshet.broker import bootstrap_servers
 
-    j = cfg.joiner
-    if not 0.0 <= j.negative_sample_rate <= 1.0:
-        raise ValueError(f"joiner.negative_sample_rate not in [0, 1]: {j.negative_sample_rate}")
-    kafka = {
+    return {
         "properties.bootstrap.servers": bootstrap_servers(cfg),
         **{f"properties.{k}": v for k, v in {**cfg.kafka.client, **cfg.kafka.java_client}.items()},
     }
+
+
+def sink_options(cfg: Config, group: str, table: str) -> str:
+    """A Kafka sink table's options: joiner.delivery's guarantee, in transactions whose
+    ids are unique per sink and job on the cluster (the job, the topics' prefix, the
+    table) when exactly-once; they commit with each checkpoint."""
+    kafka = _kafka_options(cfg)
+    if cfg.joiner.delivery == "at_least_once":
+        return _options({**kafka, "sink.delivery-guarantee": "at-least-once",
+                         "properties.linger.ms": "20"})
+    return _options({**kafka, "sink.delivery-guarantee": "exactly-once",
+                     "sink.transactional-id-prefix": f"{group}.{cfg.topics.prefix}{table}",
+                     "properties.transaction.timeout.ms": str(TRANSACTION_TIMEOUT_MS),
+                     "properties.linger.ms": "20"})
+
+
+def sql_params(cfg: Config, bounds: Bounds | None = None, group: str = JOB_NAME) -> dict[str, str]:
+    """Values of the ``${placeholders}`` in ``sql/``, all from the one config."""
+    j = cfg.joiner
+    if not 0.0 <= j.negative_sample_rate <= 1.0:
+        raise ValueError(f"joiner.negative_sample_rate not in [0, 1]: {j.negative_sample_rate}")
     source = {
-        **kafka,
+        **_kafka_options(cfg),
         "properties.group.id": group,
         "properties.auto.offset.reset": "earliest",
         "properties.isolation.level": "read_committed",
     }
-
-    def sink(table: str) -> dict[str, str]:
-        if j.delivery == "at_least_once":
-            return {**kafka, "sink.delivery-guarantee": "at-least-once",
-                    "properties.linger.ms": "20"}
-        # Transactions that commit with each checkpoint; their ids must be unique per
-        # sink and job on the cluster: the job, the topics' prefix and the table.
-        return {**kafka, "sink.delivery-guarantee": "exactly-once",
-                "sink.transactional-id-prefix": f"{group}.{cfg.topics.prefix}{table}",
-                "properties.transaction.timeout.ms": str(TRANSACTION_TIMEOUT_MS),
-                "properties.linger.ms": "20"}
-
     return {
-        "features_topic": cfg.topics.name("features"),
+        "features_topic": cfg.topics.name(j.features_topic),
         "actions_topic": cfg.topics.name("actions"),
         "examples_topic": cfg.topics.name("examples"),
         "dead_letters_topic": cfg.topics.name("dead_letters"),
         "source_options": _options(source),
-        "sink_options": _options(sink("copy")),  # the benchmark's copy-only job
-        "examples_sink_options": _options(sink("examples")),
-        "dead_letters_sink_options": _options(sink("dead_letters")),
+        "sink_options": sink_options(cfg, group, "copy"),  # the benchmark's copy-only job
+        "examples_sink_options": sink_options(cfg, group, "examples"),
+        "dead_letters_sink_options": sink_options(cfg, group, "dead_letters"),
         "features_scan": _scan("features", bounds),
         "actions_scan": _scan("actions", bounds),
         "window": sql_interval(j.window_s),
@@ -215,10 +220,12 @@ def _code(statement: str) -> str:
 
 
 def load_sql(
-    cfg: Config, files: tuple[str, ...] = JOINER_SQL, bounds: Bounds | None = None
+    cfg: Config, files: tuple[str, ...] = JOINER_SQL, bounds: Bounds | None = None,
+    group: str = JOB_NAME, extra: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    """``(file, statement)`` for every rendered statement of ``files`` (in ``sql/``)."""
-    params = sql_params(cfg, bounds)
+    """``(file, statement)`` for every rendered statement of ``files`` (in ``sql/``);
+    ``extra``: more placeholder values (another job's)."""
+    params = {**sql_params(cfg, bounds, group), **(extra or {})}
     return [
         (name, stmt)
         for name in files
@@ -290,11 +297,18 @@ def build(
     files: tuple[str, ...] = JOINER_SQL,
     job_name: str = JOB_NAME,
     from_checkpoint: str | None = None,
+    bridges: Mapping[str, tuple[tuple[str, str, str], ...]] = BRIDGES,
+    ttl_ms: int | None = None,
+    params: Mapping[str, str] | None = None,
+    group: str = JOB_NAME,
 ) -> tuple[StreamTableEnvironment, StatementSet]:
     """Create the tables and views of ``files`` and collect their INSERTs in one set.
 
     ``from_checkpoint``: a retained checkpoint of this job to restore (its join state,
-    offsets and open transactions), e.g. after the joiner was killed.
+    offsets and open transactions), e.g. after the joiner was killed. Another job on
+    the same sources (jobs/stats.py) gives its own ``bridges``, state ``ttl_ms``
+    (default: the joiner's, :func:`state_ttl_ms`), placeholder ``params`` (on top of
+    :func:`sql_params`) and Kafka consumer ``group``.
     """
     extra = {**JOINER_FLINK_SETTINGS,
              "state.backend.type": cfg.joiner.state_backend,
@@ -308,16 +322,16 @@ def build(
     # Idleness online only (config.py says why); a bounded run's partitions all end.
     if bounds is None and cfg.joiner.idle_timeout_s > 0:
         conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
-    conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg)} ms")
+    conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg) if ttl_ms is None else ttl_ms} ms")
     stmt_set = t_env.create_statement_set()
-    loaded = load_sql(cfg, files, bounds)
+    loaded = load_sql(cfg, files, bounds, group, params)
     for i, (name, stmt) in enumerate(loaded):
         if _code(stmt).lstrip().upper().startswith("INSERT"):
             stmt_set.add_insert_sql(stmt)
         else:
             t_env.execute_sql(stmt)
         if i + 1 == len(loaded) or loaded[i + 1][0] != name:  # the file's last statement
-            for view, new_view, time in BRIDGES.get(name, ()):
+            for view, new_view, time in bridges.get(name, ()):
                 _bridge(t_env, view, new_view, time, cfg.joiner.batch_interval_ms)
     return t_env, stmt_set
 
@@ -342,9 +356,9 @@ def current_bounds(cfg: Config) -> Bounds:
     """Bounds that end at what both input topics hold now (a replay)."""
     from freshet.kafka import end_offsets
 
-    return Bounds(
-        stop={t: end_offsets(cfg, cfg.topics.name(t)) for t in ("features", "actions")}
-    )
+    features = cfg.topics.name(cfg.joiner.features_topic)
+    return Bounds(stop={"features": end_offsets(cfg, features),
+                        "actions": end_offsets(cfg, cfg.topics.name("actions"))})
 
 
 def keeps_negative(request_id: str, item_id: int, rate: float) -> bool:
@@ -357,9 +371,15 @@ def keeps_negative(request_id: str, item_id: int, rate: float) -> bool:
     return abs(signed) % 1_000_000 < round(rate * 1_000_000)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config-json", help="the config as JSON (what `freshet join` passes)")
+def sql_job_main(argv: list[str] | None, description: str, job_name: str,
+                 bounds_of: Callable[[Config], Bounds],
+                 build_job: Callable[[Config, Bounds | None], tuple[object, StatementSet]],
+                 run_job: Callable[..., object]) -> None:
+    """The command line of a SQL job file (``jobs/join.py``, ``jobs/stats.py``), the same
+    on the mini-cluster and under ``flink run -py``: ``--config-json`` (what ``freshet``
+    passes), ``--bounded``, ``--explain``, ``--from-checkpoint``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config-json", help="the config as JSON (what `freshet` passes)")
     p.add_argument("--bounded", action="store_true", help="stop at the topics' current ends")
     p.add_argument("--explain", action="store_true", help="print the plan, do not run")
     p.add_argument("--from-checkpoint", help="restore a retained checkpoint ('latest': newest)")
@@ -368,18 +388,22 @@ def main(argv: list[str] | None = None) -> None:
         cfg = Config.from_json(Path(args.config_json).read_text())
     else:
         cfg = load_config()
-    bounds = current_bounds(cfg) if args.bounded else None
+    bounds = bounds_of(cfg) if args.bounded else None
     if bounds is not None:
-        print(f"joining up to offsets {json.dumps(bounds.stop)}", flush=True)
+        print(f"{job_name}: up to offsets {json.dumps(bounds.stop)}", flush=True)
     if args.explain:
         from pyflink.table.explain_detail import ExplainDetail
 
-        print(build(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
+        print(build_job(cfg, bounds)[1].explain(ExplainDetail.CHANGELOG_MODE))
         return
     checkpoint = args.from_checkpoint
     if checkpoint == "latest":
-        checkpoint = latest_checkpoint(cfg, JOB_NAME)
-    run(cfg, bounds, from_checkpoint=checkpoint)
+        checkpoint = latest_checkpoint(cfg, job_name)
+    run_job(cfg, bounds, from_checkpoint=checkpoint)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sql_job_main(argv, __doc__.split("\n")[0], JOB_NAME, current_bounds, build, run)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ CROSS JOIN LATERAL TABLE(parse_impression(payload))
         served_score, model_seq, table_version);
 
 -- Actions keep their payload: an unmatched action is dead-lettered after the join.
+-- Their user and time are for the statistics job (stats.sql).
 CREATE TEMPORARY VIEW actions_checked AS
 SELECT
   payload,
-  rowtime, request_id, item_id, action,
+  rowtime, request_id, item_id, user_id, ts, action,
   CASE
     WHEN p.reason IS NULL AND rowtime <> TO_TIMESTAMP_LTZ(ts, 3)
       THEN 'ts: further than max_clock_skew_s from the record''s Kafka timestamp (does the producer set record timestamps to event time?)'

@@ -109,18 +109,26 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _submitted(cfg: Config, args: argparse.Namespace, job: str) -> bool:
+    """With ``--cluster`` (or flink.cluster): the same job file, submitted unchanged
+    (detached); False when the job is to run here, on the mini-cluster."""
+    cluster = args.cluster or cfg.flink.cluster
+    if not cluster:
+        return False
+    from freshet.app.submit import submit
+
+    done = submit(cfg, job, cluster, ["--bounded"] if args.bounded else [])
+    print(f"submitted {job} to {cluster}: job {done.job_id} "
+          f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+    return True
+
+
 def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.kafka import end_offsets
     from jobs.join import current_bounds, run
     from jobs.metrics import JoinWatch, join_outcome
 
-    cluster = args.cluster or cfg.flink.cluster
-    if cluster:  # the same job file, submitted unchanged (detached)
-        from freshet.app.submit import submit
-
-        done = submit(cfg, "join", cluster, ["--bounded"] if args.bounded else [])
-        print(f"submitted join to {cluster}: job {done.job_id} "
-              f"(http://{cluster}/#/job/running/{done.job_id})", flush=True)
+    if _submitted(cfg, args, "join"):
         return 0
     bounds = current_bounds(cfg) if args.bounded else None
     events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0
@@ -147,6 +155,52 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     if failure:
         print(f"freshet join: {failure}", file=sys.stderr, flush=True)
         return 1
+    return 0
+
+
+def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
+    import time
+
+    from freshet.kafka import end_offsets
+    from jobs.stats import OUTPUTS, current_bounds, enriched_count, run, written
+
+    if _submitted(cfg, args, "stats"):
+        return 0
+    bounds = current_bounds(cfg) if args.bounded else None
+    events = sum(sum(s.values()) for s in bounds.stop.values()) if bounds else 0
+    if bounds is not None:
+        print(f"statistics over {events:,} events (up to offsets {bounds.stop})", flush=True)
+    starts = {t: end_offsets(cfg, cfg.topics.name(t)) for t in OUTPUTS}
+    guard = _guard(cfg, "stats", ["features", "actions", *OUTPUTS])
+    guard.save()
+    guard.start()
+    stop = threading.Event()
+
+    def progress() -> None:  # what the job has written so far, every 10 s
+        t0 = time.monotonic()
+        while not stop.wait(10.0):
+            n = written(cfg, starts)
+            print(f"stats: {time.monotonic() - t0:.0f}s: offsets advanced by "
+                  f"{n['features_signals']:,} on features_signals, {n['signals']:,} on "
+                  "signals (records and transaction markers)", flush=True)
+
+    checkpoint = args.from_checkpoint
+    if checkpoint == "latest":
+        from freshet.flink import latest_checkpoint
+        from jobs.stats import JOB_NAME
+
+        checkpoint = latest_checkpoint(cfg, JOB_NAME)
+        print(f"restoring {checkpoint}" if checkpoint else "no checkpoint to restore: "
+              "starting from the committed offsets, with empty statistics", flush=True)
+    watch = threading.Thread(target=progress, daemon=True)
+    watch.start()
+    run(cfg, bounds, from_checkpoint=checkpoint)
+    stop.set()
+    guard.stop()
+    n = written(cfg, starts)
+    print(f"stats: {enriched_count(cfg, starts['features_signals']):,} impressions with "
+          f"signals on {cfg.topics.name('features_signals')}; the changelog "
+          f"{cfg.topics.name('signals')} advanced by {n['signals']:,} offsets", flush=True)
     return 0
 
 
@@ -244,7 +298,7 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
             print(f"replay job {done.job_id} trained {manifest.messages} messages; "
                   f"model in {snapshot}")
             return 0
-        job_args = ["--bounded"] if args.job == "join" and args.bounded else []
+        job_args = ["--bounded"] if args.job in ("join", "stats") and args.bounded else []
         if args.job == "train":
             for flag, value in (("--from-snapshot", args.from_snapshot),
                                 ("--from-checkpoint", args.from_checkpoint)):
@@ -339,14 +393,26 @@ def parser() -> argparse.ArgumentParser:
         "embedded mini-cluster)",
     )
     jn.set_defaults(func=cmd_join)
-    sm = sub.add_parser("submit", help="submit join, train or replay to a Flink cluster")
-    sm.add_argument("job", choices=["join", "train", "replay"])
+    st = sub.add_parser("stats", help="run the statistics job: impressions + actions -> "
+                        "point-in-time signals (changelog, and impressions with signals)")
+    st.add_argument("--bounded", action="store_true",
+                    help="stop at the input topics' current ends (a replay's signals)")
+    st.add_argument("--from-checkpoint",
+                    help="restore a retained checkpoint of the job, its statistics with it "
+                    "('latest': its newest)")
+    st.add_argument("--cluster", metavar="HOST:PORT", default="",
+                    help="submit to this Flink cluster's REST address (default: "
+                    "flink.cluster, else the embedded mini-cluster)")
+    st.set_defaults(func=cmd_stats)
+    sm = sub.add_parser("submit", help="submit join, stats, train or replay to a Flink cluster")
+    sm.add_argument("job", choices=["join", "stats", "train", "replay"])
     sm.add_argument("--cluster", metavar="HOST:PORT", default="",
                     help="the cluster's REST address (default: flink.cluster)")
     sm.add_argument("--pyexec", default=sys.executable,
                     help="Python on the TaskManagers, with the project installed "
                     "(default: this one; the Docker image has the same path)")
-    sm.add_argument("--bounded", action="store_true", help="join: stop at the topics' ends")
+    sm.add_argument("--bounded", action="store_true",
+                    help="join, stats: stop at the topics' ends")
     sm.add_argument("--from-snapshot", help="train/replay: start from a replay's model")
     sm.add_argument("--from-checkpoint", help="train: restore this retained checkpoint")
     sm.add_argument("--from", dest="from_time", help="replay: ISO time or epoch ms")

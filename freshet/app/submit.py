@@ -1,4 +1,4 @@
-"""``freshet submit join|train|replay --cluster HOST:PORT``: run a job on any Flink cluster.
+"""``freshet submit join|stats|train|replay --cluster HOST:PORT``: run a job on any Flink cluster.
 
 The job scripts in ``jobs/`` are submitted unchanged with Flink's own client
 (``flink run -py``, from the PyFlink install), exactly as the mini-cluster runs them;
@@ -10,7 +10,7 @@ the config travels as a JSON file the client reads. What the cluster needs:
 - a checkpoint dir (``flink.checkpoint_dir``) and, for replay, a snapshot dir that every
   TaskManager can reach: a shared volume or an object store, not a local disk.
 
-``join`` and ``train`` run forever, so they are submitted detached and this returns
+``join``, ``stats`` and ``train`` run forever, so they are submitted detached and this returns
 once the cluster has the job. ``replay`` is bounded and writes a manifest when it ends,
 so it is submitted attached and returns when the job has finished.
 """
@@ -29,7 +29,7 @@ from freshet.config import Config
 from freshet.errors import FreshetError
 from jobs.manifest import ReplayModel
 
-JOBS = ("join", "train", "replay")
+JOBS = ("join", "stats", "train", "replay")
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
