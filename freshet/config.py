@@ -287,6 +287,11 @@ class ServingConfig:
     demotion_factor: float = 0.5  # score multiplier for a demoted item
     log_impressions: bool = True  # log each returned item to the features topic
     precision: str = "fp32"  # serving table values: fp32 | fp16 (half the memory)
+    # Fresh signals (stats.signals that are model slots, docs/signals.md): the serving
+    # log waits this long for earlier events before it is folded, and a (re)started
+    # server rebuilds them from the topics since this long ago (0: all they keep).
+    signals_lateness_ms: int = 2000
+    signals_rebuild_s: float = 0.0
 
 
 @dataclass(frozen=True)

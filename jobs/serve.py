@@ -50,6 +50,7 @@ from ps.serving.store import Position, ServingStore
 from server.gate import GateDecision, ValidationGate
 from server.impressions import ImpressionLogger, ShownRequest
 from server.loader import DeltaLoader
+from server.signals import SignalFeed
 from server.window import ExampleTail, ExampleWindow
 from udfs.models import numpy_forward as model_forward
 
@@ -215,6 +216,7 @@ class Server:
         self.impressions = ImpressionLogger(cfg, self.metrics) if log_impressions else None
         self.recent = (RecentImpressions(sc.demotion_window_s, sc.demotion_factor)
                        if sc.demotion_window_s > 0 else None)
+        self.signals = SignalFeed.for_model(cfg)  # None: the model reads no signal slot
         self._ids = itertools.count()
         self._boot = f"{os.getpid():x}{int(time.time()):x}"
 
@@ -229,6 +231,8 @@ class Server:
         self.loader.open()
         self.loader.start()
         self.tail.start()
+        if self.signals is not None:
+            self.signals.start()
         if self.impressions is not None:
             self.impressions.start()
         log.info("serving %s: restored %d rows, model seq %s in %.2fs; params from %s",
@@ -241,6 +245,8 @@ class Server:
         if not self.loader.is_alive():
             self.store.close()
         self.tail.stop()
+        if self.signals is not None:
+            self.signals.stop()
         if self.impressions is not None:
             self.impressions.stop()
 
@@ -269,6 +275,12 @@ class Server:
         item_slots = [self._with_numeric(c.slots or {"item_id": [c.item_id]}, c.numeric,
                                          ("body", "candidates", i, "numeric"))
                       for i, c in enumerate(cands)]
+        now = time.time()
+        ts = int(now * 1000) if req.ts is None else req.ts
+        if self.signals is not None:  # scored with them, and logged with the impression
+            fresh = self.signals.signals_for(req.user_id, [c.item_id for c in cands],
+                                             item_slots, ts)
+            item_slots = [{**s, **f} for s, f in zip(item_slots, fresh, strict=True)]
         ids, n_user, offsets = candidate_inputs(user_slots, item_slots, self.slot_order)
         view = self.state.read(ids)  # the one locked step: all slots + the model
         if view.dense is None:
@@ -277,7 +289,6 @@ class Server:
                                  len(cands), self.dim)
         scores = sigmoid(np.asarray(self.forward(view.dense.weights, pooled, view.dense.kind)))
         item_ids = [c.item_id for c in cands]
-        now = time.time()
         factors = (self.recent.factors(req.user_id, item_ids, now)
                    if self.recent is not None and req.demote else None)
         ranked = scores if factors is None else scores * factors
@@ -287,7 +298,6 @@ class Server:
         if self.recent is not None:
             self.recent.record(req.user_id, [item_ids[i] for i in shown], now)
         if self.impressions is not None and len(shown):
-            ts = int(now * 1000) if req.ts is None else req.ts
             self.impressions.log(ShownRequest(
                 request_id, req.user_id, ts, user_slots,
                 [(item_ids[i], item_slots[i]) for i in shown], [float(scores[i]) for i in shown],

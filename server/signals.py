@@ -38,6 +38,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -55,7 +56,6 @@ from ps.signals import Event, SignalSpec, SignalState
 
 log = logging.getLogger(__name__)
 
-POSITIVE = {"click": (1, 0), "like": (0, 1), "finish": (0, 0)}  # action -> (positive, like)
 
 
 class SignalFeed(threading.Thread):
@@ -75,11 +75,14 @@ class SignalFeed(threading.Thread):
         Items whose categories are remembered for their actions (least recent dropped).
     rebuild_s : float
         At start, read the topics from this long ago (0: from their oldest record).
+    positive_actions, like_action
+        Which actions count as positives and as likes (``stats.*``, as the job counts).
     """
 
     def __init__(self, cfg: Config | None, spec: SignalSpec, category_slot: str,
                  lateness_ms: int = 2000, max_items: int = 1_000_000,
-                 rebuild_s: float = 0.0) -> None:
+                 rebuild_s: float = 0.0, positive_actions: Sequence[str] = ("click",),
+                 like_action: str = "like") -> None:
         super().__init__(name="signal-feed", daemon=True)
         self.cfg = cfg
         self.spec = spec
@@ -87,6 +90,8 @@ class SignalFeed(threading.Thread):
         self.lateness_ms = lateness_ms
         self.max_items = max_items
         self.rebuild_s = rebuild_s
+        self.positive_actions = frozenset(positive_actions)
+        self.like_action = like_action
         self.state = SignalState(spec)
         self.categories: OrderedDict[int, tuple[int, ...]] = OrderedDict()
         self.pending: list[tuple[int, int, Event]] = []  # (ts, arrival, event)
@@ -102,6 +107,19 @@ class SignalFeed(threading.Thread):
         """A feed that consumes nothing: events come through :meth:`add`."""
         return cls(None, spec, category_slot, lateness_ms)
 
+    @classmethod
+    def for_model(cls, cfg: Config) -> SignalFeed | None:
+        """The feed of the signals that are model slots (``stats.signals`` also in
+        ``model.slots``); None when the model reads none."""
+        slots = {s.name for s in cfg.model.slots}
+        wanted = tuple(s for s in cfg.stats.signals if s in slots)
+        if not wanted:
+            return None
+        st, sc = cfg.stats, cfg.serving
+        return cls(cfg, dataclasses.replace(st.spec(), signals=wanted), st.category_slot,
+                   sc.signals_lateness_ms, rebuild_s=sc.signals_rebuild_s,
+                   positive_actions=st.positive_actions, like_action=st.like_action)
+
     # -- folding ---------------------------------------------------------------------
     def add(self, event: Impression | Action) -> None:
         """Take one serving-log event; fold what the lateness allows."""
@@ -113,10 +131,10 @@ class SignalFeed(threading.Thread):
                 self.categories.popitem(last=False)
             e = Event(event.ts, event.user_id, event.item_id, cats)
         else:
-            positive, like = POSITIVE[event.action]
             e = Event(event.ts, event.user_id, event.item_id,
-                      self.categories.get(event.item_id, ()), shown=0, positive=positive,
-                      like=like)
+                      self.categories.get(event.item_id, ()), shown=0,
+                      positive=int(event.action in self.positive_actions),
+                      like=int(event.action == self.like_action))
         with self._lock:
             heapq.heappush(self.pending, (e.ts, next(self._seq), e))
             self.newest_ms = max(self.newest_ms, e.ts)

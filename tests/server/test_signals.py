@@ -1,0 +1,121 @@
+"""Fresh signals at serving time: the serving log folded with ps.signals, read by ranking,
+scored and logged with each impression."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from freshet.config import load_config
+from freshet.topics import Action, Impression
+from jobs.serve import Server, create_app
+from ps.config import SlotConfig
+from ps.serving.state import DenseModel
+from ps.serving.synthetic import lr_weights, sparse_rows
+from ps.signals import SignalSpec, point_in_time
+from server.signals import SignalFeed
+from tests.jobs.test_stats import SIGNALS, reference_events, synthetic
+
+
+def test_read_before_each_second_it_equals_the_point_in_time_reference() -> None:
+    """What the statistics job computes for a replay (its parity test holds it to the
+    same reference) is what a server reading before it folds each second logs."""
+    cfg = load_config(path=None, environ={})
+    cfg = dataclasses.replace(cfg, stats=dataclasses.replace(
+        cfg.stats, signals=list(SIGNALS), prior=1.0, recent_half_life_s=5.0, history=3))
+    spec = cfg.stats.spec()
+    stream = sorted(synthetic(), key=lambda e: e.ts)
+    feed = SignalFeed.offline(spec, cfg.stats.category_slot, lateness_ms=0)
+    served = []
+    for second, evs in itertools.groupby(stream, key=lambda e: e.ts // 1000):
+        evs = list(evs)
+        imps = [e for e in evs if isinstance(e, Impression)]
+        for imp in imps:  # a request of this second, before any of it is folded
+            (s,) = feed.signals_for(imp.user_id, [imp.item_id], [imp.slots], second * 1000)
+            served.append(s)
+        for e in evs:
+            feed.add(e)
+    events = reference_events(stream, cfg)
+    reference = [s for e, s in zip(events, point_in_time(events, spec), strict=True)
+                 if e.shown]
+    assert len(served) == len(reference) > 2000
+    assert served == reference
+
+
+def test_events_within_the_lateness_fold_in_time_order_later_ones_at_the_state_time() -> None:
+    feed = SignalFeed.offline(SignalSpec(signals=("hist_shown",), history=5), "genre",
+                              lateness_ms=1000)
+    for item, ts in ((1, 5_000), (2, 4_500), (3, 6_200)):  # 2 is late, within 1 s
+        feed.add(Impression(f"r{item}", item, 7, ts, {}))
+    assert feed.folded == 2 and feed.late == 0  # 3 waits: newest (6.2 s) - 1 s
+    feed.add(Impression("r4", 4, 7, 4_000, {}))  # behind what is folded: at its time
+    assert feed.late == 1
+    feed.add(Impression("r5", 5, 7, 9_000, {}))
+    (s,) = feed.signals_for(7, [9], [{}], 9_000)
+    assert s["hist_shown"] == [3, 4, 1, 2]  # most recent first, in folding order
+
+
+def test_an_action_counts_with_its_item_s_categories_from_the_latest_impression() -> None:
+    spec = SignalSpec(signals=("cat_n", "ucat_rate"), prior=1.0)
+    feed = SignalFeed.offline(spec, "genre", lateness_ms=0)
+    feed.add(Impression("r", 7, 1, 1_000, {"genre": [30, 31]}))
+    feed.add(Action("r", 7, 1, 2_000, "click"))
+    cats = feed.state.counters["cat"]
+    assert set(cats) == {(30,), (31,)}
+    assert all(c[""].at(2_000, 1e12)[1] == 1.0 for c in cats.values())  # one positive each
+
+
+def signal_server(work_dir: Path) -> tuple[Server, TestClient]:
+    base = load_config(path=None, environ={})
+    slots = [SlotConfig("user_id", dim=2), SlotConfig("item_id", dim=2),
+             SlotConfig("item_n", dim=2)]
+    cfg = dataclasses.replace(
+        base, work_dir=str(work_dir),
+        kafka=dataclasses.replace(base.kafka, bootstrap="127.0.0.1:1"),  # never contacted
+        model=dataclasses.replace(base.model, kind="lr", slots=slots),
+        stats=dataclasses.replace(base.stats, signals=["item_n", "user_rate"]))
+    server = Server(cfg, log_impressions=False)
+    # The item_n bucket b adds b to the logit: the more an item was shown, the higher.
+    ids = np.arange(1, 17)
+    vals = np.zeros((16, 2), np.float32)
+    vals[:, 0] = ids
+    server.state.apply_sparse(sparse_rows({"item_n": (ids, vals)}), 0, 0)
+    server.state.set_dense(DenseModel(lr_weights(0.0), 0, 1, 0, 0, "lr"))
+    server.impressions = Logged()  # type: ignore[assignment]
+    return server, TestClient(create_app(server, manage=False))
+
+
+class Logged:
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def log(self, shown: object) -> None:
+        self.requests.append(shown)
+
+
+def test_ranking_scores_with_the_signals_and_logs_them_with_the_impression(
+        tmp_path: Path) -> None:
+    server, client = signal_server(tmp_path)
+    assert server.signals is not None and server.signals.spec.signals == ("item_n",)
+    server.signals.lateness_ms = 0
+    for k in range(10):  # item 2 shown ten times, item 1 never
+        server.signals.add(Impression(f"r{k}", 2, 100 + k, 1_000 + k, {}))
+    r = client.post("/rank", json={"user_id": 5, "ts": 60_000,
+                                   "candidates": [{"item_id": 1}, {"item_id": 2}]})
+    assert r.status_code == 200, r.text
+    assert [i["item_id"] for i in r.json()["items"]] == [2, 1]
+    (logged,) = server.impressions.requests
+    by_item = dict(logged.items)
+    assert by_item[1]["item_n"] == [1] and by_item[2]["item_n"] == [4]  # log2(1 + 10) -> 4
+    assert by_item[2]["item_id"] == [2]
+
+
+def test_a_model_without_signal_slots_has_no_feed(tmp_path: Path) -> None:
+    base = load_config(path=None, environ={})
+    cfg = dataclasses.replace(base, work_dir=str(tmp_path),
+                              kafka=dataclasses.replace(base.kafka, bootstrap="127.0.0.1:1"))
+    assert SignalFeed.for_model(cfg) is None
