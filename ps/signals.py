@@ -1,0 +1,348 @@
+"""Fresh serving-time signals, point in time: statistics and raw recent history.
+
+What a ranking server can know about an impression when it scores it, turned into ID
+slots a model reads like any other (each slot its own embedding table):
+
+- **statistics** per item, per category (MovieLens: genre) and per user, and per
+  (user, category): exponentially decayed counts of impressions, positives and likes,
+  and a numeric outcome's decayed sum and sum of squares (MovieLens: the rating; a
+  video: its completion rate). From them a smoothed positive rate and like rate (each
+  a Beta prior of ``prior`` pseudo-impressions at the global rate; for (user,
+  category) at the user's own rate) and the outcome's mean and standard deviation;
+- **raw recent history** per user: the last ``history`` items with a positive action,
+  and the last ``history`` items shown, most recent first.
+
+**Point in time.** The signals of an impression at time ``t`` (ms) reflect exactly
+the events of whole seconds strictly before ``t``'s: every event ``e`` with
+``e.ts // 1000 < t // 1000``, and nothing of ``t``'s own second, not even an event of
+that second at a smaller ``ts``, nor the impression itself. Decayed counts are taken
+at the start of ``t``'s second, ``1000 * (t // 1000)``. So every impression of one
+second gets the signals of one state, whatever their order inside the second: what a
+server that scores a second's requests before it has folded in anything of that
+second knows ("scoring strictly before anything of its own second is known"). A live
+server that folds events in as they arrive knows at least this much; the parity
+test of issue 21 compares with this definition within the stated staleness.
+
+**Model inputs.** Statistics become bucket IDs (IDs start at 1):
+
+- counts ``c`` (decayed impressions): ``1 + min(floor(log2(1 + c)), COUNT_BUCKETS - 1)``,
+  so 0 -> 1, [1, 3) -> 2, [3, 7) -> 3, ... [32767, inf) -> 16;
+- rates ``r`` in [0, 1]: ``1 + min(floor(r * RATE_BUCKETS), RATE_BUCKETS - 1)``, fixed
+  edges every 0.05 (fixed, not quantiles of the stream: quantiles would need the
+  future, or a second pass);
+- the outcome's mean (values scaled to [0, 1]) as a rate; its standard deviation:
+  ``1 + min(floor(std / 0.05), 9)``;
+- a slot with no events yet (an unseen key) gets the bucket of its prior, so a new
+  item reads "no impressions, global rate".
+
+A per-category slot is multi-hot: one bucket ID per category of the item. The
+history slots are multi-hot too; their IDs are item IDs, in a table of their own
+(``hist_pos``, ``hist_shown``), not shared with ``item_id``'s.
+
+**Bounded state.** Counts decay (``half_life_s``; a second, shorter half-life
+``recent_half_life_s`` for the ``*_recent`` signals), keys not updated for ``ttl_s``
+of event time are dropped (checked every ``ttl_s / 8``), histories keep ``history``
+items.
+
+Examples
+--------
+A positive action of user 1 on item 7 at 10.2 s reaches an impression at 11.0 s (a
+later second), but not one at 10.9 s (the same second), nor one at 9.5 s (before):
+
+>>> spec = SignalSpec(signals=("item_n", "user_rate", "hist_pos"), prior=1.0)
+>>> events = [Event(9_500, 1, 5), Event(10_200, 1, 7, positive=1),
+...           Event(10_900, 2, 7), Event(11_000, 2, 7)]
+>>> for e, s in zip(events, point_in_time(events, spec)):
+...     print(e.ts, e.user, s)
+9500 1 {'item_n': [1], 'user_rate': [11], 'hist_pos': []}
+10200 1 {'item_n': [1], 'user_rate': [4], 'hist_pos': []}
+10900 2 {'item_n': [1], 'user_rate': [7], 'hist_pos': []}
+11000 2 {'item_n': [2], 'user_rate': [5], 'hist_pos': []}
+>>> point_in_time(events + [Event(12_000, 1, 9)], spec)[-1]["hist_pos"]
+[7]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+COUNT_BUCKETS = 16
+RATE_BUCKETS = 20
+STD_STEP = 0.05
+STD_BUCKETS = 10
+
+# Each signal: (entity, what); entity "item", "user", "cat" (each category of the
+# item), "ucat" (the user on each category of the item), "hist".
+SIGNALS: dict[str, tuple[str, str]] = {
+    **{f"{e}_{w}{r}": (e, f"{w}{r}") for e in ("item", "user", "cat", "ucat")
+       for w in ("n", "rate", "like", "vmean", "vstd") for r in ("", "_recent")},
+    "hist_pos": ("hist", "pos"),
+    "hist_shown": ("hist", "shown"),
+}
+STATS = tuple(s for s in SIGNALS if not s.startswith("hist_"))
+HISTORY = ("hist_pos", "hist_shown")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of the stream the signals are computed from.
+
+    ``shown`` counts an impression, ``positive`` and ``like`` count actions on it
+    (MovieLens: a rating is an impression with its actions at the same time; a stream
+    whose clicks arrive later sends them as events with ``shown=0``). ``value`` is a
+    numeric outcome in [0, 1] (or ``None``) for the mean and variance statistics.
+    """
+
+    ts: int  # ms
+    user: int
+    item: int
+    categories: tuple[int, ...] = ()
+    shown: int = 1
+    positive: int = 0
+    like: int = 0
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """Which signals to compute and how (see the module docstring for the buckets).
+
+    Parameters
+    ----------
+    signals : sequence of str
+        Names from :data:`SIGNALS`; each becomes one slot of that name.
+    half_life_s, recent_half_life_s : float
+        Decay of the counts, and of the ``*_recent`` signals' counts.
+    prior : float
+        Pseudo-impressions at the prior rate that smooth every rate.
+    history : int
+        Items kept per user in ``hist_pos`` and ``hist_shown``.
+    ttl_s : float
+        A key not updated for this long (event time) is dropped.
+    """
+
+    signals: Sequence[str] = ("item_n", "item_rate", "user_n", "user_rate", "cat_rate")
+    half_life_s: float = 30 * 86_400.0
+    recent_half_life_s: float = 3_600.0
+    prior: float = 10.0
+    history: int = 20
+    ttl_s: float = 90 * 86_400.0
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.signals if s not in SIGNALS]
+        if unknown:
+            raise ValueError(f"unknown signals {unknown}; known: {sorted(SIGNALS)}")
+        if self.half_life_s <= 0 or self.recent_half_life_s <= 0 or self.ttl_s <= 0:
+            raise ValueError("half-lives and ttl_s must be positive")
+        if self.prior <= 0 or self.history < 1:
+            raise ValueError("prior must be positive and history at least 1")
+
+
+def count_bucket(c: float) -> int:
+    """Bucket ID of a decayed count: log2 buckets.
+
+    Examples
+    --------
+    >>> [count_bucket(c) for c in (0, 0.9, 1, 2.9, 3, 100, 1e9)]
+    [1, 1, 2, 2, 3, 7, 16]
+    """
+    return 1 + min(int(math.log2(1.0 + max(c, 0.0))), COUNT_BUCKETS - 1)
+
+
+def rate_bucket(r: float) -> int:
+    """Bucket ID of a rate in [0, 1]: fixed edges every ``1 / RATE_BUCKETS``.
+
+    Examples
+    --------
+    >>> [rate_bucket(r) for r in (0.0, 0.049, 0.05, 0.554, 1.0)]
+    [1, 1, 2, 12, 20]
+    """
+    return 1 + min(max(int(r * RATE_BUCKETS), 0), RATE_BUCKETS - 1)
+
+
+def std_bucket(s: float) -> int:
+    """Bucket ID of a standard deviation of values in [0, 1]: every 0.05, capped.
+
+    Examples
+    --------
+    >>> [std_bucket(s) for s in (0.0, 0.07, 0.32, 0.9)]
+    [1, 2, 7, 10]
+    """
+    return 1 + min(int(max(s, 0.0) / STD_STEP), STD_BUCKETS - 1)
+
+
+# A counter's fields: decayed impressions, positives, likes, values seen, their sum and
+# sum of squares.
+N, POS, LIKE, VN, VSUM, VSQ = range(6)
+
+
+@dataclass
+class _Counter:
+    """Decayed sums for one key at one half-life, decayed lazily to ``ts``."""
+
+    sums: list[float] = field(default_factory=lambda: [0.0] * 6)
+    ts: int = 0  # ms of the last fold
+
+    def at(self, ts: int, half_life_ms: float) -> list[float]:
+        f = 2.0 ** (-(ts - self.ts) / half_life_ms) if ts > self.ts else 1.0
+        return [v * f for v in self.sums]
+
+    def add(self, e: Event, half_life_ms: float) -> None:
+        self.sums = self.at(e.ts, half_life_ms)
+        self.ts = max(self.ts, e.ts)
+        s = self.sums
+        s[N] += e.shown
+        s[POS] += e.positive
+        s[LIKE] += e.like
+        if e.value is not None:
+            s[VN] += 1.0
+            s[VSUM] += e.value
+            s[VSQ] += e.value * e.value
+
+
+class SignalState:
+    """The bounded state the signals are read from; fold events in time order.
+
+    :meth:`signals` reads the state as it is: to read it point in time, fold a
+    second's events only after reading that second's signals (:func:`point_in_time`).
+    """
+
+    def __init__(self, spec: SignalSpec) -> None:
+        self.spec = spec
+        self.half_lives_ms = {"": spec.half_life_s * 1000.0,
+                              "_recent": spec.recent_half_life_s * 1000.0}
+        wanted = {SIGNALS[s][1].endswith("_recent") for s in spec.signals
+                  if not s.startswith("hist_")}
+        self.tags = [t for t in self.half_lives_ms if (t == "_recent") in wanted]
+        self.counters: dict[str, dict[tuple, dict[str, _Counter]]] = {
+            e: {} for e in ("global", "item", "user", "cat", "ucat")}
+        self.hist: dict[str, dict[int, deque[int]]] = {"pos": {}, "shown": {}}
+        self.last_seen: dict[int, int] = {}  # user -> ms of the last event (history TTL)
+        self.next_evict_ms = -math.inf
+        self.last_ts = -math.inf  # ms of the latest event folded
+
+    def __len__(self) -> int:
+        """Keys held (counters of every entity, and users with a history)."""
+        return sum(len(d) for d in self.counters.values()) + len(self.last_seen)
+
+    def fold(self, e: Event) -> None:
+        """Count one event in every counter it touches and in its user's histories."""
+        if e.ts < self.last_ts:
+            raise ValueError(f"events out of time order: {e.ts} after {self.last_ts}")
+        self.last_ts = e.ts
+        if e.ts >= self.next_evict_ms:
+            self.evict(e.ts)
+        keys = [("global", ()), ("item", (e.item,)), ("user", (e.user,))]
+        keys += [("cat", (c,)) for c in e.categories]
+        keys += [("ucat", (e.user, c)) for c in e.categories]
+        for entity, key in keys:
+            per_tag = self.counters[entity].setdefault(key, {})
+            for tag in self.tags:
+                per_tag.setdefault(tag, _Counter()).add(e, self.half_lives_ms[tag])
+        n = self.spec.history
+        if e.positive:
+            _push(self.hist["pos"].setdefault(e.user, deque(maxlen=n)), e.item)
+        if e.shown:
+            _push(self.hist["shown"].setdefault(e.user, deque(maxlen=n)), e.item)
+        self.last_seen[e.user] = max(self.last_seen.get(e.user, 0), e.ts)
+
+    def evict(self, now_ms: int) -> None:
+        """Drop keys not updated for ``ttl_s`` of event time before ``now_ms``."""
+        cutoff = now_ms - self.spec.ttl_s * 1000.0
+        for entity, table in self.counters.items():
+            if entity == "global":
+                continue
+            for key in [k for k, c in table.items()
+                        if max(x.ts for x in c.values()) < cutoff]:
+                del table[key]
+        for user in [u for u, t in self.last_seen.items() if t < cutoff]:
+            del self.last_seen[user]
+            self.hist["pos"].pop(user, None)
+            self.hist["shown"].pop(user, None)
+        self.next_evict_ms = now_ms + self.spec.ttl_s * 1000.0 / 8
+
+    def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int
+                ) -> dict[str, list[int]]:
+        """Each signal's slot IDs for an impression scored at ``now_ms``, from the
+        state as it is (decayed to ``now_ms``)."""
+        out: dict[str, list[int]] = {}
+        cache: dict[tuple, list[float]] = {}
+
+        def sums(entity: str, key: tuple, tag: str) -> list[float]:
+            if (entity, key, tag) not in cache:
+                c = self.counters[entity].get(key, {}).get(tag)
+                cache[entity, key, tag] = (c.at(now_ms, self.half_lives_ms[tag]) if c
+                                           else [0.0] * 6)
+            return cache[entity, key, tag]
+
+        for name in self.spec.signals:
+            entity, what = SIGNALS[name]
+            if entity == "hist":
+                h = self.hist[what].get(user)
+                out[name] = list(h) if h else []
+                continue
+            stat, _, rest = what.partition("_")
+            tag = "_" + rest if rest else ""
+            g = sums("global", (), tag)
+            keys = {"item": [("item", (item,))], "user": [("user", (user,))],
+                    "cat": [("cat", (c,)) for c in categories],
+                    "ucat": [("ucat", (user, c)) for c in categories]}[entity]
+            p = sums("user", (user,), tag) if entity == "ucat" else g
+            out[name] = [_bucket(stat, sums(e, k, tag), p, g, self.spec.prior)
+                         for e, k in keys]
+        return out
+
+
+def _push(h: deque[int], item: int) -> None:
+    """Most recent first; an item already there moves to the front (no duplicates)."""
+    if item in h:
+        h.remove(item)
+    h.appendleft(item)
+
+
+def _bucket(stat: str, s: list[float], p: list[float], g: list[float], prior: float) -> int:
+    """Bucket ID of statistic ``stat`` of sums ``s``; ``p``: the prior's sums (the
+    global's, or the user's for (user, category)), ``g``: the global's."""
+    if stat == "n":
+        return count_bucket(s[N])
+    if stat in ("rate", "like"):
+        col = POS if stat == "rate" else LIKE
+        gr = (g[col] + 1.0) / (g[N] + 2.0)
+        pr = (p[col] + prior * gr) / (p[N] + prior) if p is not g else gr
+        return rate_bucket((s[col] + prior * pr) / (s[N] + prior))
+    gm = (g[VSUM] + 0.5) / (g[VN] + 1.0)
+    mean = (s[VSUM] + prior * gm) / (s[VN] + prior)
+    if stat == "vmean":
+        return rate_bucket(mean)
+    gv = max((g[VSQ] + 0.25) / (g[VN] + 1.0) - gm * gm, 0.0)  # the global variance
+    var = (s[VSQ] + prior * (gv + gm * gm)) / (s[VN] + prior) - mean * mean
+    return std_bucket(math.sqrt(max(var, 0.0)))
+
+
+def point_in_time(events: Iterable[Event], spec: SignalSpec) -> list[dict[str, list[int]]]:
+    """Each event's signals, point in time (module docstring): in time order, one
+    second at a time, a second's signals are read before any of its events is folded.
+
+    Events must be in non-decreasing ``ts``; the result is in their order.
+    """
+    state = SignalState(spec)
+    out: list[dict[str, list[int]]] = []
+    second: list[Event] = []
+    for e in events:
+        if second and e.ts // 1000 != second[0].ts // 1000:
+            _flush(state, second, out)
+            second = []
+        second.append(e)
+    if second:
+        _flush(state, second, out)
+    return out
+
+
+def _flush(state: SignalState, second: list[Event], out: list[dict[str, list[int]]]) -> None:
+    start = 1000 * (second[0].ts // 1000)
+    out += [state.signals(e.user, e.item, e.categories, start) for e in second]
+    for e in second:
+        state.fold(e)
