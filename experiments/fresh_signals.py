@@ -39,11 +39,12 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from experiments.common import base_args, mean_std, movielens_model, out_dir, write_result
+from experiments.common import base_args, mean_std, out_dir, write_result
 from experiments.streams import micro_batches, second_batches
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, TrainConfig
@@ -60,6 +61,7 @@ from udfs.popularity import UserItemPopularity
 STATS = ("item_n", "item_rate", "item_vmean", "user_n", "user_rate", "user_vmean",
          "user_rate_recent", "cat_rate", "ucat_rate")
 HISTORY = ("hist_pos",)
+HISTORY_SLOTS = ("hist_pos", "hist_shown")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "today": (), "stats": STATS, "history": HISTORY, "both": STATS + HISTORY}
 BASE_SLOTS = ("user_id", "item_id", "genre", "gender", "age", "occupation")
@@ -129,17 +131,30 @@ def with_signals(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]]
 # -- the models --------------------------------------------------------------------------
 
 def model_for(kind: str, signals: Sequence[str], base: Sequence[str] = BASE_SLOTS,
-              learning_rate: float | None = None) -> ModelConfig:
-    """The MovieLens preset of ``kind`` (``deepfm`` or ``lr``) on ``base`` slots plus
-    one slot per signal, of the preset's dim and slot learning rate."""
+              signal_lr: float | None = None, history_lr: float | None = None
+              ) -> ModelConfig:
+    """The MovieLens preset of ``kind`` (``deepfm``, ``lr``; ``dcn``: DeepFM's
+    settings) on ``base`` slots plus one slot per signal, of the preset's dim. Signal
+    slots learn at ``signal_lr`` and history slots at ``history_lr`` (default: the
+    preset's slot learning rate).
+
+    Examples
+    --------
+    >>> m = model_for("lr", ["user_rate", "hist_pos"], history_lr=0.01)
+    >>> [(s.name, s.dim, s.learning_rate) for s in m.slots][-3:]
+    [('occupation', 1, 0.5), ('user_rate', 1, 0.5), ('hist_pos', 1, 0.01)]
+    """
     presets = dict(zip(("deepfm", "lr"), model_configs(16), strict=True))
+    preset = presets["deepfm" if kind == "dcn" else kind]
     if kind == "dcn":
-        preset = dataclasses.replace(presets["deepfm"], kind="dcn", model_id="dcn")
-    else:
-        preset = presets[kind]
+        preset = dataclasses.replace(preset, kind="dcn", model_id="dcn")
     s0 = preset.slots[0]
-    lr = s0.learning_rate if learning_rate is None else learning_rate
-    slots = [SlotConfig(n, dim=s0.dim, learning_rate=lr) for n in (*base, *signals)]
+
+    def lr(name: str) -> float:
+        group = history_lr if name in HISTORY_SLOTS else signal_lr
+        return s0.learning_rate if name in base or group is None else group
+
+    slots = [SlotConfig(n, dim=s0.dim, learning_rate=lr(n)) for n in (*base, *signals)]
     return dataclasses.replace(preset, slots=slots)
 
 
@@ -225,10 +240,25 @@ def quarter_aucs(scores: np.ndarray, labels: np.ndarray, parts: int = QUARTERS) 
                                                  np.array_split(labels, parts), strict=True)]
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What one run compares: the served model's kind, the signals' settings, and the
+    learning rates of the signal slots (the trainer's and the in-process LR's)."""
+
+    kind: str = "deepfm"
+    spec: SignalSpec = field(default_factory=lambda: SignalSpec(
+        signals=STATS + HISTORY, history=10))
+    signal_lr: float | None = None  # trainer: the preset's slot rate
+    history_lr: float | None = 0.05
+    lr_signal_lr: float = 0.02  # PerSecondLR: 0.5 on signal slots loses (docs/results.md)
+    micro32: bool = True  # also today's DeepFM in 32-rating steps (experiment sync), seed 0
+
+
 def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
-             base: Sequence[str], kind: str, seeds: int, variants: dict[str, tuple[str, ...]],
-             micro32: bool = True, tag: str = "") -> dict[str, Any]:
-    """Every model of the module docstring on one stream; AUCs per seed, quarters."""
+             base: Sequence[str], seeds: int, variants: dict[str, tuple[str, ...]],
+             settings: Settings, tag: str = "") -> dict[str, Any]:
+    """Every model of the module docstring on one stream: AUCs over seeds (mean and
+    std) and per-quarter AUCs of the seeds' mean scores."""
     labels = np.array([e.label for e in exs], float)
     scores: dict[str, list[np.ndarray]] = {}
     t = time.perf_counter()
@@ -236,7 +266,9 @@ def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
     all_signals = sorted({n for v in variants.values() for n in v})
     full = with_signals(exs, signals, all_signals)
     scores["lr_per_second"] = [PerSecondLR().run(exs, base)]
-    scores["lr_per_second_signals"] = [PerSecondLR().run(full, [*base, *all_signals])]
+    slot_lr = dict.fromkeys(all_signals, settings.lr_signal_lr)
+    scores["lr_per_second_signals"] = [PerSecondLR(slot_lr=slot_lr).run(
+        full, [*base, *all_signals])]
     log(f"{tag}popularity {auc(scores['popularity'][0], labels):.4f}, lr_per_second "
         f"{auc(scores['lr_per_second'][0], labels):.4f}, with signals "
         f"{auc(scores['lr_per_second_signals'][0], labels):.4f} "
@@ -246,82 +278,118 @@ def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
         train = TrainConfig(seed=seed)
         for name, names in variants.items():
             t = time.perf_counter()
-            run = walk_forward(by_second, model_for(kind, names, base), train, copies=[COPY])
+            model = model_for(settings.kind, names, base, settings.signal_lr,
+                              settings.history_lr)
+            run = walk_forward(by_second, model, train, copies=[COPY])
             scores.setdefault(name, []).append(run.served[COPY.name])
             scores.setdefault(f"online_{name}", []).append(run.online)
-            log(f"{tag}seed {seed} {kind} {name}: served {run.auc(COPY.name):.4f}, "
-                f"online {run.auc():.4f} ({time.perf_counter() - t:.0f}s)")
-        if micro32:
+            log(f"{tag}seed {seed} {settings.kind} {name}: served {run.auc(COPY.name):.4f}, "
+                f"trainer {run.auc():.4f} ({time.perf_counter() - t:.0f}s)")
+        if settings.micro32 and seed == 0:
             t = time.perf_counter()
-            model = dataclasses.replace(movielens_model(), slots=[
-                s for s in movielens_model().slots if s.name in base])
+            model = model_for("deepfm", (), base)
             run = walk_forward(micro_batches(exs, train.micro_batch), model, train,
                                copies=[COPY])
-            scores.setdefault("deepfm_micro32", []).append(run.served[COPY.name])
-            log(f"{tag}seed {seed} deepfm micro-batch 32: served {run.auc(COPY.name):.4f} "
-                f"({time.perf_counter() - t:.0f}s)")
+            scores["deepfm_micro32"] = [run.served[COPY.name]]
+            log(f"{tag}seed {seed} deepfm in 32-rating steps: served "
+                f"{run.auc(COPY.name):.4f} ({time.perf_counter() - t:.0f}s)")
     aucs = {k: mean_std([auc(s, labels) for s in v]) for k, v in scores.items()}
     quarters = {k: quarter_aucs(np.mean(v, axis=0), labels) for k, v in scores.items()}
     return {"auc": aucs, "quarters": quarters, "examples": len(exs)}
 
 
-def run(seeds: int = 3, limit: int = 0, kind: str = "lr", drift_impressions: int = 40_000,
-        spec: SignalSpec | None = None, drift: bool = True, micro32: bool = True,
+def run(seeds: int = 3, limit: int = 0, settings: Settings | None = None,
+        drift_impressions: int = 20_000, datasets: Sequence[str] = ("movielens", "drift"),
         out: str = "") -> dict[str, Any]:
+    """The experiment; returns (and writes) the result of the module docstring."""
     path = out_dir("fresh_signals", out)
-    spec = spec or SignalSpec(signals=STATS + HISTORY)
-    t = time.perf_counter()
-    exs, events = movielens(limit)
-    signals = point_in_time(events, spec)
-    log(f"MovieLens: {len(exs)} ratings, signals in {time.perf_counter() - t:.1f}s")
-    ml = evaluate(exs, signals, BASE_SLOTS, kind, seeds, VARIANTS, micro32)
+    settings = settings or Settings()
+    spec = settings.spec
     result: dict[str, Any] = {
-        "experiment": "fresh_signals", "dataset": "movielens-100k", "kind": kind,
-        "seeds": seeds, "examples": ml["examples"], "signals": dict(VARIANTS),
-        "served": "sparse every 1 s, dense daily; one batch per event-time second",
-        "signal_spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "signals"},
+        "experiment": "fresh_signals", "kind": settings.kind, "seeds": seeds,
+        "variants": dict(VARIANTS),
+        "served": "copy with sparse rows every 1 s, dense weights daily; one trainer "
+                  "step per event-time second",
+        "signal_spec": dataclasses.asdict(spec) | {"signals": list(spec.signals)},
+        "slot_learning_rates": {"signals": settings.signal_lr,
+                                "history": settings.history_lr,
+                                "lr_per_second_signals": settings.lr_signal_lr},
     }
-    flat = {f"auc_{k}": v["mean"] for k, v in ml["auc"].items()}
-    result.update(flat)
-    result["auc_std"] = {k: v["std"] for k, v in ml["auc"].items()}
-    result["quarters"] = ml["quarters"]
-    if drift:
-        drift_sig = dataclasses.replace(spec, half_life_s=3_600.0, recent_half_life_s=300.0,
-                                        signals=[s for s in spec.signals
-                                                 if "vmean" not in s and "vstd" not in s])
-        drift_variants = {k: tuple(s for s in v if s in drift_sig.signals)
-                          for k, v in VARIANTS.items()}
-        runs = []
-        for seed in range(seeds):
-            dexs, devents, at = synthetic(drift_spec(drift_impressions, seed))
-            all_sig = point_in_time(devents, drift_sig)
-            runs.append(evaluate(dexs, [all_sig[i] for i in at], ("user_id", "item_id", "genre"),
-                                 kind, 1, drift_variants, micro32=False, tag=f"drift {seed}: "))
-        for k in runs[0]["auc"]:
-            result[f"drift_auc_{k}"] = round(float(np.mean([r["auc"][k]["mean"]
-                                                            for r in runs])), 4)
-        result["drift_quarters"] = {k: np.mean([r["quarters"][k] for r in runs], axis=0)
-                                    .round(4).tolist() for k in runs[0]["quarters"]}
-    served = {k: result[f"auc_{k}"] for k in VARIANTS}
-    best = max(served, key=served.get)
-    beats = all(a > p for a, p in zip(result["quarters"][best],
-                                      result["quarters"]["popularity"], strict=True))
-    result["best_served"] = {"variant": best, "auc": served[best], "bar": 0.7614,
-                             "meets_bar": served[best] >= 0.7614 and beats,
-                             "above_popularity_every_quarter": beats}
+    if "movielens" in datasets:
+        t = time.perf_counter()
+        exs, events = movielens(limit)
+        signals = point_in_time(events, spec)
+        log(f"MovieLens: {len(exs)} ratings, signals in {time.perf_counter() - t:.0f}s")
+        ml = evaluate(exs, signals, BASE_SLOTS, seeds, VARIANTS, settings)
+        result["examples"] = ml["examples"]
+        result.update({f"auc_{k}": v["mean"] for k, v in ml["auc"].items()})
+        result["auc_std"] = {k: v["std"] for k, v in ml["auc"].items()}
+        result["quarters"] = ml["quarters"]
+        result["best_served"] = best_served(result, "")
+    if "drift" in datasets:
+        result.update(drift(seeds, drift_impressions, settings))
+        result["drift_best_served"] = best_served(result, "drift_")
     write_result(path, result)
     return result
 
 
+def drift(seeds: int, impressions: int, settings: Settings) -> dict[str, Any]:
+    """The drift stream's results, keys prefixed ``drift_``: one stream per seed (its
+    data and the trainer's initialisation), hours for half-lives (it spans hours)."""
+    spec = dataclasses.replace(
+        settings.spec, half_life_s=3_600.0, recent_half_life_s=300.0,
+        signals=[s for s in settings.spec.signals if "vmean" not in s and "vstd" not in s])
+    variants = {k: tuple(s for s in v if s in spec.signals) for k, v in VARIANTS.items()}
+    runs = []
+    for seed in range(seeds):
+        exs, events, at = synthetic(drift_spec(impressions, seed))
+        signals = point_in_time(events, spec)
+        train = dataclasses.replace(settings, micro32=False)
+        runs.append(evaluate(exs, [signals[i] for i in at], ("user_id", "item_id", "genre"),
+                             1, variants, train, tag=f"drift stream {seed}: "))
+    out: dict[str, Any] = {"drift_examples": runs[0]["examples"]}
+    for k in runs[0]["auc"]:
+        out[f"drift_auc_{k}"] = round(float(np.mean([r["auc"][k]["mean"] for r in runs])), 4)
+    out["drift_auc_std"] = {k: round(float(np.std([r["auc"][k]["mean"] for r in runs])), 4)
+                            for k in runs[0]["auc"]}
+    out["drift_quarters"] = {k: np.mean([r["quarters"][k] for r in runs], axis=0)
+                             .round(4).tolist() for k in runs[0]["quarters"]}
+    return out
+
+
+BAR = 0.7614  # issue 21: 0.005 above River's per-second LR (0.7564)
+
+
+def best_served(result: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The best served variant, and whether it beats popularity on every quarter.
+
+    Examples
+    --------
+    >>> r = {"auc_today": 0.70, "auc_stats": 0.76, "auc_history": 0.71, "auc_both": 0.75,
+    ...      "quarters": {"stats": [0.8, 0.7], "popularity": [0.7, 0.71]}}
+    >>> best_served(r, "")
+    {'variant': 'stats', 'auc': 0.76, 'above_popularity_every_quarter': False, 'meets_bar': False}
+    """
+    served = {k: result[f"{prefix}auc_{k}"] for k in VARIANTS}
+    best = max(served, key=lambda k: served[k])
+    q = result[f"{prefix}quarters"]
+    beats = all(a > p for a, p in zip(q[best], q["popularity"], strict=True))
+    return {"variant": best, "auc": served[best], "above_popularity_every_quarter": beats,
+            "meets_bar": bool(served[best] >= BAR and beats)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = base_args(__doc__)
-    ap.add_argument("--kind", default="lr", choices=["lr", "deepfm", "dcn"],
+    ap.add_argument("--kind", default="deepfm", choices=["lr", "deepfm", "dcn"],
                     help="the served model's kind for today/stats/history/both")
-    ap.add_argument("--drift-impressions", type=int, default=40_000)
-    ap.add_argument("--no-drift", action="store_true", help="MovieLens only")
+    ap.add_argument("--drift-impressions", type=int, default=20_000)
+    ap.add_argument("--datasets", default="movielens,drift")
+    ap.add_argument("--no-micro32", action="store_true",
+                    help="skip today's DeepFM in 32-rating steps (experiment sync's setting)")
     args = ap.parse_args(argv)
-    return run(args.seeds, args.limit, args.kind, args.drift_impressions,
-               drift=not args.no_drift, out=args.out)
+    settings = Settings(kind=args.kind, micro32=not args.no_micro32)
+    return run(args.seeds, args.limit, settings, args.drift_impressions,
+               args.datasets.split(","), args.out)
 
 
 if __name__ == "__main__":
