@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,10 +250,14 @@ class Settings:
     kind: str = "deepfm"
     spec: SignalSpec = field(default_factory=lambda: SignalSpec(
         signals=STATS + HISTORY, history=10))
-    signal_lr: float | None = None  # trainer: the preset's slot rate
-    history_lr: float | None = 0.05
+    # The trainer's signal slots learn slower than its ID slots (DeepFM's 0.1): at 0.1
+    # the statistics cost 0.023 served AUC, at 0.01 0.006; history 0.05: 0.017, 0.005:
+    # 0.0007 (docs/results.md, seed 0)
+    signal_lr: float | None = 0.01
+    history_lr: float | None = 0.005
     lr_signal_lr: float = 0.02  # PerSecondLR: 0.5 on signal slots loses (docs/results.md)
     micro32: bool = True  # also today's DeepFM in 32-rating steps (experiment sync), seed 0
+    workers: int = 1  # processes for the walk-forward runs
 
 
 def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
@@ -273,29 +279,52 @@ def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
         f"{auc(scores['lr_per_second'][0], labels):.4f}, with signals "
         f"{auc(scores['lr_per_second_signals'][0], labels):.4f} "
         f"({time.perf_counter() - t:.0f}s)")
-    by_second = second_batches(full)
-    for seed in range(seeds):
-        train = TrainConfig(seed=seed)
-        for name, names in variants.items():
-            t = time.perf_counter()
-            model = model_for(settings.kind, names, base, settings.signal_lr,
-                              settings.history_lr)
-            run = walk_forward(by_second, model, train, copies=[COPY])
-            scores.setdefault(name, []).append(run.served[COPY.name])
-            scores.setdefault(f"online_{name}", []).append(run.online)
-            log(f"{tag}seed {seed} {settings.kind} {name}: served {run.auc(COPY.name):.4f}, "
-                f"trainer {run.auc():.4f} ({time.perf_counter() - t:.0f}s)")
-        if settings.micro32 and seed == 0:
-            t = time.perf_counter()
-            model = model_for("deepfm", (), base)
-            run = walk_forward(micro_batches(exs, train.micro_batch), model, train,
-                               copies=[COPY])
-            scores["deepfm_micro32"] = [run.served[COPY.name]]
-            log(f"{tag}seed {seed} deepfm in 32-rating steps: served "
-                f"{run.auc(COPY.name):.4f} ({time.perf_counter() - t:.0f}s)")
+    jobs = [(name, seed, model_for(settings.kind, names, base, settings.signal_lr,
+                                   settings.history_lr), True)
+            for seed in range(seeds) for name, names in variants.items()]
+    if settings.micro32:
+        jobs.append(("deepfm_micro32", 0, model_for("deepfm", (), base), False))
+    with _pool(settings.workers) as pool:
+        futures = [pool.submit(_walk, full if per_second else list(exs), model, seed,
+                               per_second) for name, seed, model, per_second in jobs]
+        for (name, seed, _, per_second), f in zip(jobs, futures, strict=True):
+            served, online, seconds = f.result()
+            scores.setdefault(name, []).append(served)
+            if per_second:
+                scores.setdefault(f"online_{name}", []).append(online)
+            log(f"{tag}seed {seed} {settings.kind if per_second else 'deepfm'} {name}: "
+                f"served {auc(served, labels):.4f}, trainer {auc(online, labels):.4f} "
+                f"({seconds:.0f}s)")
     aucs = {k: mean_std([auc(s, labels) for s in v]) for k, v in scores.items()}
     quarters = {k: quarter_aucs(np.mean(v, axis=0), labels) for k, v in scores.items()}
     return {"auc": aucs, "quarters": quarters, "examples": len(exs)}
+
+
+def _walk(exs: list[Example], model: ModelConfig, seed: int, per_second: bool
+          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """One walk-forward: the served copy's and the trainer's logits, and its seconds.
+    ``per_second``: one step per event-time second, else 32-rating steps."""
+    train = TrainConfig(seed=seed)
+    batches = second_batches(exs) if per_second else micro_batches(exs, train.micro_batch)
+    run = walk_forward(batches, model, train, copies=[COPY])
+    return run.served[COPY.name], run.online, run.seconds
+
+
+def _pool(workers: int) -> Executor:
+    """Processes for the walks (spawned: TensorFlow does not survive a fork), or the
+    calling process when ``workers`` is 1."""
+    if workers > 1:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _Inline()
+
+
+class _Inline(Executor):
+    """Runs each submitted call at once, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        f: Future = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
 
 
 def run(seeds: int = 3, limit: int = 0, settings: Settings | None = None,
@@ -384,10 +413,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="the served model's kind for today/stats/history/both")
     ap.add_argument("--drift-impressions", type=int, default=20_000)
     ap.add_argument("--datasets", default="movielens,drift")
+    ap.add_argument("--workers", type=int, default=1, help="processes for the walks")
     ap.add_argument("--no-micro32", action="store_true",
                     help="skip today's DeepFM in 32-rating steps (experiment sync's setting)")
     args = ap.parse_args(argv)
-    settings = Settings(kind=args.kind, micro32=not args.no_micro32)
+    settings = Settings(kind=args.kind, micro32=not args.no_micro32, workers=args.workers)
     return run(args.seeds, args.limit, settings, args.drift_impressions,
                args.datasets.split(","), args.out)
 
