@@ -1,6 +1,7 @@
 """Issue 21: which fresh serving-time signals beat a per-second LR on MovieLens-100K.
 
-    freshet experiment fresh_signals [--seeds 3] [--limit N] [--kind lr] [--drift-impressions 40000]
+    freshet experiment fresh_signals [--seeds 3] [--workers 2] [--kind deepfm|lr|dcn]
+        [--limit N] [--drift-impressions 20000] [--datasets movielens,drift] [--no-micro32]
 
 Every rating (impression) is scored by a model that knows only whole seconds strictly
 before its own (:mod:`ps.signals` defines the point-in-time rule). The stream is cut
@@ -10,9 +11,12 @@ a serving copy synced every second (:mod:`experiments.walkforward`, the trainer
 second's ratings after the trainer has learnt every earlier second and nothing of
 this one. Side by side, in one run:
 
-- ``today``: the model on MovieLens' six slots; ``stats``: plus the bucketised
-  statistics (:data:`STATS`); ``history``: plus the user's raw recent history
-  (:data:`HISTORY`, multi-hot slots of item IDs in tables of their own); ``both``.
+- ``today``: the model (``--kind``, default DeepFM) on MovieLens' six slots;
+  ``stats``: plus the bucketised statistics (:data:`STATS`); ``history``: plus the
+  user's raw recent history (:data:`HISTORY`, the last 10 positives, a multi-hot slot
+  of item IDs in a table of its own, not ``item_id``'s); ``both``. Signal slots learn
+  at 0.01 and the history at 0.005 (:class:`Settings`; at the ID slots' 0.1 they cost
+  more, docs/results.md).
   Each is served by a copy with sparse rows every 1 s and dense weights daily (the
   setting of ``experiment sync``), and the trainer's own progressive AUC is reported
   beside it (``online_*``);
@@ -23,12 +27,14 @@ this one. Side by side, in one run:
 - ``lr_per_second``: a River-style logistic regression in-process (:class:`PerSecondLR`:
   AdaGrad lr 0.5, one-hot user, item, gender, age, occupation, multi-hot genres);
   it scores a second's ratings before learning any; ``lr_per_second_signals``: the
-  same with the signal slots of ``both``.
+  same with the signal slots of ``both`` (learning at 0.02).
 
-Then the same on the synthetic drift stream (:mod:`freshet.produce.synthetic`, its
-clicks counted at the click's own time, 2 s after the impression), keys prefixed
-``drift_``. AUCs are means over ``--seeds``; per-quarter AUCs (the stream cut in four
-by example count) go under ``quarters``. Progress goes to stderr; the JSON of the
+Then the same on the synthetic drift stream (:mod:`freshet.produce.synthetic`:
+``--drift-impressions`` at 4 a second, interests shifting halfway; its clicks counted
+at the click's own time, 2 s after the impression; half-lives 1 h and 5 min; no
+rating, so no ``vmean``), keys prefixed ``drift_``, one stream per seed. AUCs are
+means over ``--seeds``; per-quarter AUCs (the stream cut in four by example count,
+means over seeds) go under ``quarters``. Progress goes to stderr; the JSON of the
 result is the last line on stdout.
 """
 
@@ -264,7 +270,7 @@ def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
              base: Sequence[str], seeds: int, variants: dict[str, tuple[str, ...]],
              settings: Settings, tag: str = "") -> dict[str, Any]:
     """Every model of the module docstring on one stream: AUCs over seeds (mean and
-    std) and per-quarter AUCs of the seeds' mean scores."""
+    std) and per-quarter AUCs (means over seeds)."""
     labels = np.array([e.label for e in exs], float)
     scores: dict[str, list[np.ndarray]] = {}
     t = time.perf_counter()
@@ -296,7 +302,8 @@ def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
                 f"served {auc(served, labels):.4f}, trainer {auc(online, labels):.4f} "
                 f"({seconds:.0f}s)")
     aucs = {k: mean_std([auc(s, labels) for s in v]) for k, v in scores.items()}
-    quarters = {k: quarter_aucs(np.mean(v, axis=0), labels) for k, v in scores.items()}
+    quarters = {k: np.mean([quarter_aucs(s, labels) for s in v], axis=0).round(4).tolist()
+                for k, v in scores.items()}
     return {"auc": aucs, "quarters": quarters, "examples": len(exs)}
 
 
