@@ -38,11 +38,11 @@ import numpy as np
 from experiments.batch import DAY_MS, retrained_daily
 from experiments.common import train_config
 from experiments.hashing import HASHED_SLOTS, distinct_ids, hashed_collection
-from experiments.streams import micro_batches, movielens_examples
+from experiments.streams import micro_batches, movielens_examples, second_batches
 from experiments.sync import copies
 from experiments.walkforward import CopySpec, walk_forward
 from freshet.data.movielens import default_model, model_configs
-from freshet.topics import Example, ExampleBatch
+from freshet.topics import Example
 from ps import EmbeddingSlot
 from ps.config import HashedTableConfig
 from ps.evaluation import auc
@@ -70,17 +70,6 @@ def rows_for_colliding(ids: np.ndarray, share: float, seed: int) -> int:
         else:
             lo = mid + 1
     return lo
-
-
-def second_batches(exs: list[Example]) -> list[ExampleBatch]:
-    """One batch per event-time second (a serving copy synced every second scores a
-    second's examples before anything of it is learnt)."""
-    out, start = [], 0
-    for i in range(1, len(exs) + 1):
-        if i == len(exs) or exs[i].ts // 1000 != exs[start].ts // 1000:
-            out.append(ExampleBatch.from_rows([e.to_dict() for e in exs[start:i]]))
-            start = i
-    return out
 
 
 def popularity(exs: list[Example], by_second: bool) -> float:

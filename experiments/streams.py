@@ -8,6 +8,10 @@ Examples
 (100, True)
 >>> [len(b) for b in micro_batches(exs, 32)]
 [32, 32, 32, 4]
+>>> from freshet.topics import Example
+>>> [len(b) for b in second_batches([Example("a", 1, 1, 1500, 0), Example("b", 1, 1, 1999, 1),
+...                                  Example("c", 1, 1, 2000, 0)])]
+[2, 1]
 """
 
 from __future__ import annotations
@@ -51,3 +55,15 @@ def micro_batches(examples: Sequence[Example], size: int) -> list[ExampleBatch]:
         ExampleBatch.from_rows([e.to_dict() for e in examples[a : a + size]])
         for a in range(0, len(examples), size)
     ]
+
+
+def second_batches(examples: Sequence[Example]) -> list[ExampleBatch]:
+    """One batch per event-time second (``ts // 1000``), in order: a serving copy
+    synced every second then scores a second's examples after the trainer has learnt
+    every earlier second and nothing of this one."""
+    out, start = [], 0
+    for i in range(1, len(examples) + 1):
+        if i == len(examples) or examples[i].ts // 1000 != examples[start].ts // 1000:
+            out.append(ExampleBatch.from_rows([e.to_dict() for e in examples[start:i]]))
+            start = i
+    return out
