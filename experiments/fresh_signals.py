@@ -51,17 +51,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from udfs.movielens import examples as movielens_rows
 
 from experiments.common import base_args, mean_std, out_dir, write_result
 from experiments.streams import micro_batches, second_batches
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, TrainConfig
 from freshet.data.movielens import LIKE_RATING, load_ratings, model_configs
+from freshet.data.movielens import examples as movielens_rows
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.produce.synthetic import events as synthetic_events
 from freshet.topics import Action, Example, Impression
-from ps.config import SlotConfig
+from ps.config import AdagradConfig, SlotConfig
 from ps.evaluation import auc
 from ps.signals import Event, SignalSpec, point_in_time
 from udfs.popularity import UserItemPopularity
@@ -149,7 +149,7 @@ def model_for(kind: str, signals: Sequence[str], base: Sequence[str] = BASE_SLOT
     Examples
     --------
     >>> m = model_for("lr", ["user_rate", "hist_pos"], history_lr=0.01)
-    >>> [(s.name, s.dim, s.learning_rate) for s in m.slots][-3:]
+    >>> [(s.name, s.dim, s.optimizer.learning_rate) for s in m.slots][-3:]
     [('occupation', 1, 0.5), ('user_rate', 1, 0.5), ('hist_pos', 1, 0.01)]
     """
     presets = dict(zip(("deepfm", "lr"), model_configs(16), strict=True))
@@ -160,9 +160,10 @@ def model_for(kind: str, signals: Sequence[str], base: Sequence[str] = BASE_SLOT
 
     def lr(name: str) -> float:
         group = history_lr if name in HISTORY_SLOTS else signal_lr
-        return s0.learning_rate if name in base or group is None else group
+        return s0.optimizer.learning_rate if name in base or group is None else group
 
-    slots = [SlotConfig(n, dim=s0.dim, learning_rate=lr(n)) for n in (*base, *signals)]
+    slots = [SlotConfig(n, dim=s0.dim, optimizer=AdagradConfig(learning_rate=lr(n)))
+             for n in (*base, *signals)]
     return dataclasses.replace(preset, slots=slots)
 
 
