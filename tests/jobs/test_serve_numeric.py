@@ -3,7 +3,6 @@ logged (the same IDs the trainer learns from the logged impressions)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,42 +10,17 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 
-from freshet.config import load_config
-from jobs.serve import Candidate, RankRequest, Server, create_app
+from jobs.serve import Candidate, RankRequest, Server
 from ps.config import SlotConfig
-from ps.serving.state import DenseModel
-from ps.serving.synthetic import lr_weights, sparse_rows
+from tests.jobs.lr_server import lr_server
 
 BOUNDARIES = [10.0, 50.0]  # price buckets: < 10 -> 0, [10, 50) -> 1, >= 50 -> 2
 
 
-class Logged:
-    """Stands in for the impression logger: keeps what would go to ``features``."""
-
-    def __init__(self) -> None:
-        self.requests: list = []
-
-    def log(self, shown: object) -> None:
-        self.requests.append(shown)
-
-
 def numeric_server(work_dir: Path) -> tuple[Server, TestClient]:
-    base = load_config(path=None, environ={})
-    slots = [SlotConfig("user_id", dim=2), SlotConfig("item_id", dim=2),
-             SlotConfig("price", dim=2, boundaries=BOUNDARIES)]
-    cfg = dataclasses.replace(
-        base, work_dir=str(work_dir),
-        kafka=dataclasses.replace(base.kafka, bootstrap="127.0.0.1:1"),  # never contacted
-        model=dataclasses.replace(base.model, kind="lr", slots=slots))
-    server = Server(cfg, log_impressions=False)
     # Price bucket b adds b to the logit; items and users add nothing.
-    buckets = np.arange(3)
-    vals = np.zeros((3, 2), np.float32)
-    vals[:, 0] = buckets
-    server.state.apply_sparse(sparse_rows({"price": (buckets, vals)}), 0, 0)
-    server.state.set_dense(DenseModel(lr_weights(0.0), 0, 1, 0, 0, "lr"))
-    server.impressions = Logged()  # type: ignore[assignment]
-    return server, TestClient(create_app(server, manage=False))
+    return lr_server(work_dir, SlotConfig("price", dim=2, boundaries=BOUNDARIES),
+                     np.arange(3))
 
 
 def test_numeric_values_are_scored_and_logged_as_their_buckets(tmp_path: Path) -> None:

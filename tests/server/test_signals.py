@@ -12,12 +12,11 @@ from fastapi.testclient import TestClient
 
 from freshet.config import load_config
 from freshet.topics import Action, Impression
-from jobs.serve import Server, create_app
+from jobs.serve import Server
 from ps.config import SlotConfig
-from ps.serving.state import DenseModel
-from ps.serving.synthetic import lr_weights, sparse_rows
 from ps.signals import SignalSpec, point_in_time
 from server.signals import SignalFeed
+from tests.jobs.lr_server import lr_server
 from tests.jobs.test_stats import SIGNALS, reference_events, synthetic
 
 
@@ -70,31 +69,10 @@ def test_an_action_counts_with_its_item_s_categories_from_the_latest_impression(
 
 
 def signal_server(work_dir: Path) -> tuple[Server, TestClient]:
-    base = load_config(path=None, environ={})
-    slots = [SlotConfig("user_id", dim=2), SlotConfig("item_id", dim=2),
-             SlotConfig("item_n", dim=2)]
-    cfg = dataclasses.replace(
-        base, work_dir=str(work_dir),
-        kafka=dataclasses.replace(base.kafka, bootstrap="127.0.0.1:1"),  # never contacted
-        model=dataclasses.replace(base.model, kind="lr", slots=slots),
-        stats=dataclasses.replace(base.stats, signals=["item_n", "user_rate"]))
-    server = Server(cfg, log_impressions=False)
     # The item_n bucket b adds b to the logit: the more an item was shown, the higher.
-    ids = np.arange(1, 17)
-    vals = np.zeros((16, 2), np.float32)
-    vals[:, 0] = ids
-    server.state.apply_sparse(sparse_rows({"item_n": (ids, vals)}), 0, 0)
-    server.state.set_dense(DenseModel(lr_weights(0.0), 0, 1, 0, 0, "lr"))
-    server.impressions = Logged()  # type: ignore[assignment]
-    return server, TestClient(create_app(server, manage=False))
-
-
-class Logged:
-    def __init__(self) -> None:
-        self.requests: list = []
-
-    def log(self, shown: object) -> None:
-        self.requests.append(shown)
+    base = load_config(path=None, environ={})
+    return lr_server(work_dir, SlotConfig("item_n", dim=2), np.arange(1, 17),
+                     stats=dataclasses.replace(base.stats, signals=["item_n", "user_rate"]))
 
 
 def test_ranking_scores_with_the_signals_and_logs_them_with_the_impression(
