@@ -11,6 +11,11 @@ then for ``--seconds``:
   loopback); latency is measured from each request's *scheduled* send time, so a
   stalled server cannot hide queueing delay.
 
+``--signals`` adds the fresh signals of docs/signals.md to the model (the default
+``stats.signals`` and the user's ``hist_pos`` as slots): the server then folds its own
+impression log into them and reads them for every candidate of every request, which
+is the cost this measures (run it with and without, one after the other).
+
 Prints a JSON line last: ``candidates``, ``requests_per_s``, ``rank_p50_ms``,
 ``rank_p99_ms``, ``delta_updates_per_s`` (updates the server applied during the
 load, from its ``/status``), and errors.
@@ -50,8 +55,17 @@ from server.client import request
 USERS, ITEMS, GENRES = 20_000, 100_000, 50
 
 
-def config(bootstrap: str, work: Path, port: int) -> Config:
+SIGNAL_SLOTS = ("item_n", "item_rate", "user_n", "user_rate", "cat_rate", "hist_pos")
+
+
+def config(bootstrap: str, work: Path, port: int, signals: bool = False) -> Config:
     base = load_config(path=None, environ={})
+    if signals:  # the signals become model slots, so serving reads them
+        base = dataclasses.replace(
+            base, model=dataclasses.replace(base.model, slots=[
+                *base.model.slots, *(dataclasses.replace(base.model.slots[0], name=n)
+                                     for n in SIGNAL_SLOTS)]),
+            stats=dataclasses.replace(base.stats, signals=list(SIGNAL_SLOTS)))
     return dataclasses.replace(
         base, work_dir=str(work),
         kafka=dataclasses.replace(base.kafka, bootstrap=bootstrap),
@@ -63,7 +77,10 @@ def config(bootstrap: str, work: Path, port: int) -> Config:
 def env_for(cfg: Config) -> dict[str, str]:
     return {**os.environ, "FRESHET__KAFKA__BOOTSTRAP": cfg.kafka.bootstrap,
             "FRESHET__TOPICS__PREFIX": cfg.topics.prefix, "FRESHET__WORK_DIR": cfg.work_dir,
-            "FRESHET__SERVING__PORT": str(cfg.serving.port)}
+            "FRESHET__SERVING__PORT": str(cfg.serving.port),
+            "FRESHET__MODEL__SLOTS": json.dumps([{"name": s.name, "dim": s.dim}
+                                                 for s in cfg.model.slots]),
+            "FRESHET__STATS__SIGNALS": json.dumps(cfg.stats.signals)}
 
 
 def random_rows(rng: np.random.Generator, cfg: Config, n: int) -> dict:
@@ -148,12 +165,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--deltas-per-s", type=float, default=20.0)
     ap.add_argument("--delta-rows", type=int, default=1000)
+    ap.add_argument("--signals", action="store_true", help="the model reads fresh signals")
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "t.log") as b:
         port = free_port()
-        cfg = config(b.bootstrap, Path(tmp), port)
+        cfg = config(b.bootstrap, Path(tmp), port, args.signals)
         create_topics(cfg)
         topic, model = cfg.topics.name("params"), cfg.model.model_id
         dim, n_slots = cfg.model.slots[0].dim, len(cfg.model.slots)
@@ -255,6 +273,7 @@ def main() -> None:
         ln for ln in metrics.splitlines() if ln.startswith("freshet_serving_dense_gate_total")]}))
     print(json.dumps({
         "candidates": args.candidates,
+        "signals": list(SIGNAL_SLOTS) if args.signals else [],
         "requests_per_s": round(len(lat) / result["elapsed"], 1),
         "target_rate": args.rate,
         "rank_p50_ms": round(float(np.percentile(lat, 50)), 3),

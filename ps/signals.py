@@ -264,12 +264,14 @@ class SignalState:
             self.hist["shown"].pop(user, None)
         self.next_evict_ms = now_ms + self.spec.ttl_s * 1000.0 / 8
 
-    def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int
-                ) -> dict[str, list[int]]:
+    def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int,
+                cache: dict[tuple, list[float]] | None = None) -> dict[str, list[int]]:
         """Each signal's slot IDs for an impression scored at ``now_ms``, from the
-        state as it is (decayed to ``now_ms``)."""
+        state as it is (decayed to ``now_ms``). ``cache``: the decayed sums already
+        read at this ``now_ms`` (a request's candidates share their user's, the
+        global and their categories')."""
         out: dict[str, list[int]] = {}
-        cache: dict[tuple, list[float]] = {}
+        cache = {} if cache is None else cache
 
         def sums(entity: str, key: tuple, tag: str) -> list[float]:
             if (entity, key, tag) not in cache:

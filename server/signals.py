@@ -155,10 +155,11 @@ class SignalFeed(threading.Thread):
                     item_slots: Sequence[Mapping[str, Sequence[int]]], now_ms: int
                     ) -> list[dict[str, list[int]]]:
         """Each candidate's signal slots for ``user_id``, read at ``now_ms``."""
+        cache: dict[tuple, list[float]] = {}  # one read per key for all candidates
         with self._lock:
             return [self.state.signals(user_id, item,
                                        tuple(slots.get(self.category_slot, ()))
-                                       or self.categories.get(item, ()), now_ms)
+                                       or self.categories.get(item, ()), now_ms, cache)
                     for item, slots in zip(item_ids, item_slots, strict=True)]
 
     # -- the consumer ----------------------------------------------------------------
