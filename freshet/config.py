@@ -335,14 +335,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return None if value is None else _coerce(inner, value, where)
     if isinstance(tp, type) and issubclass(tp, Kinded):
         value = _table(value, where)
-        kinds = ", ".join(sorted(tp.kinds))
+        kinds = tuple(sorted(tp.kinds))
         if "kind" not in value:
-            raise ConfigError(f"{where}.kind: missing; one of {kinds}")
-        try:
-            cls = tp.of_kind(value["kind"])
-        except (TypeError, ValueError):  # TypeError: a kind that is not a string
-            raise ConfigError(f"{where}.kind: {value['kind']!r} is not one of {kinds}") from None
-        return _build(cls, {k: v for k, v in value.items() if k != "kind"}, where)
+            raise ConfigError(f"{where}.kind: missing; one of {', '.join(kinds)}")
+        _one_of(f"{where}.kind", value["kind"], kinds)
+        params = {k: v for k, v in value.items() if k != "kind"}
+        return _build(tp.kinds[value["kind"]], params, where)
     if dataclasses.is_dataclass(tp):
         return _build(tp, _table(value, where), where)
     if origin is list:
