@@ -519,10 +519,8 @@ def _buckets(value: object, c: SlotColumn, slot: SlotConfig) -> list[int]:
     what = f"slots.{c.column}"
     if _blank(value):
         return []
-    parts = value if isinstance(value, list) else (
-        value.split(c.separator) if isinstance(value, str) and c.separator else [value])
     numbers = []
-    for part in parts:
+    for part in _parts(value, c):
         try:
             number = float(part.strip()) if isinstance(part, str) else part
             numbers.append(slot.bucket([number])[0])
@@ -538,16 +536,22 @@ def _one_id(value: object, slot: str, what: str) -> int:
     return _id(value, slot, "auto", what)
 
 
+def _parts(value: object, c: SlotColumn) -> list[Any]:
+    """A cell's values: a JSON list as it is, a string split by the column's separator."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and c.separator:
+        return value.split(c.separator)
+    return [value]
+
+
 def _slot_ids(value: object, c: SlotColumn) -> list[int]:
     what = f"slots.{c.column}"
     if _blank(value):
         return []
-    if isinstance(value, list):
-        parts = value
-    elif isinstance(value, str) and c.separator:
-        parts = [p for p in value.split(c.separator) if p.strip()]
-    else:
-        parts = [value]
+    parts = _parts(value, c)
+    if isinstance(value, str):  # an ID cell skips empty parts ("a||b")
+        parts = [p for p in parts if p.strip()]
     return [_id(p, c.slot, c.ids, what) for p in parts]
 
 
