@@ -125,7 +125,7 @@ def _submitted(cfg: Config, args: argparse.Namespace, job: str) -> bool:
 
 def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.kafka import end_offsets
-    from jobs.join import current_bounds, run
+    from jobs.join import JOB_NAME, current_bounds, run
     from jobs.metrics import JoinWatch, join_outcome
 
     if _submitted(cfg, args, "join"):
@@ -138,14 +138,7 @@ def cmd_join(cfg: Config, args: argparse.Namespace) -> int:
     guard = _guard(cfg, "join", ["features", "actions", "examples", "dead_letters"])
     guard.save()
     guard.start()
-    checkpoint = args.from_checkpoint
-    if checkpoint == "latest":
-        from freshet.flink import latest_checkpoint
-        from jobs.join import JOB_NAME
-
-        checkpoint = latest_checkpoint(cfg, JOB_NAME)
-        print(f"restoring {checkpoint}" if checkpoint else "no checkpoint to restore: "
-              "starting from the committed offsets", flush=True)
+    checkpoint = _checkpoint(cfg, args.from_checkpoint, JOB_NAME, "")
     with JoinWatch(cfg, starts["examples"], starts["dead_letters"]):
         run(cfg, bounds, from_checkpoint=checkpoint)
     guard.stop()
@@ -162,7 +155,7 @@ def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
     import time
 
     from freshet.kafka import end_offsets
-    from jobs.stats import OUTPUTS, current_bounds, enriched_count, run, written
+    from jobs.stats import JOB_NAME, OUTPUTS, current_bounds, enriched_count, run, written
 
     if _submitted(cfg, args, "stats"):
         return 0
@@ -184,14 +177,7 @@ def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
                   f"{n['features_signals']:,} on features_signals, {n['signals']:,} on "
                   "signals (records and transaction markers)", flush=True)
 
-    checkpoint = args.from_checkpoint
-    if checkpoint == "latest":
-        from freshet.flink import latest_checkpoint
-        from jobs.stats import JOB_NAME
-
-        checkpoint = latest_checkpoint(cfg, JOB_NAME)
-        print(f"restoring {checkpoint}" if checkpoint else "no checkpoint to restore: "
-              "starting from the committed offsets, with empty statistics", flush=True)
+    checkpoint = _checkpoint(cfg, args.from_checkpoint, JOB_NAME, ", with empty statistics")
     watch = threading.Thread(target=progress, daemon=True)
     watch.start()
     run(cfg, bounds, from_checkpoint=checkpoint)
@@ -202,6 +188,19 @@ def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
           f"signals on {cfg.topics.name('features_signals')}; the changelog "
           f"{cfg.topics.name('signals')} advanced by {n['signals']:,} offsets", flush=True)
     return 0
+
+
+def _checkpoint(cfg: Config, given: str | None, job_name: str, empty: str) -> str | None:
+    """``--from-checkpoint``: a path as given, or for ``latest`` the job's newest
+    checkpoint (saying which, or that there is none and what starting afresh means)."""
+    if given != "latest":
+        return given
+    from freshet.flink import latest_checkpoint
+
+    checkpoint = latest_checkpoint(cfg, job_name)
+    print(f"restoring {checkpoint}" if checkpoint else "no checkpoint to restore: "
+          f"starting from the committed offsets{empty}", flush=True)
+    return checkpoint
 
 
 def _guard(cfg: Config, job: str, topics: list[str]) -> TopicGuard:
