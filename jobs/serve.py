@@ -275,11 +275,11 @@ class Server:
         item_slots = [self._with_numeric(c.slots or {"item_id": [c.item_id]}, c.numeric,
                                          ("body", "candidates", i, "numeric"))
                       for i, c in enumerate(cands)]
+        item_ids = [c.item_id for c in cands]
         now = time.time()
         ts = int(now * 1000) if req.ts is None else req.ts
         if self.signals is not None:  # scored with them, and logged with the impression
-            fresh = self.signals.signals_for(req.user_id, [c.item_id for c in cands],
-                                             item_slots, ts)
+            fresh = self.signals.signals_for(req.user_id, item_ids, item_slots, ts)
             item_slots = [{**s, **f} for s, f in zip(item_slots, fresh, strict=True)]
         ids, n_user, offsets = candidate_inputs(user_slots, item_slots, self.slot_order)
         view = self.state.read(ids)  # the one locked step: all slots + the model
@@ -288,7 +288,6 @@ class Server:
         pooled = pool_candidates(view.embeddings, n_user, offsets, self.slot_order,
                                  len(cands), self.dim)
         scores = sigmoid(np.asarray(self.forward(view.dense.weights, pooled, view.dense.kind)))
-        item_ids = [c.item_id for c in cands]
         factors = (self.recent.factors(req.user_id, item_ids, now)
                    if self.recent is not None and req.demote else None)
         ranked = scores if factors is None else scores * factors

@@ -123,19 +123,19 @@ class SignalFeed(threading.Thread):
     # -- folding ---------------------------------------------------------------------
     def add(self, event: Impression | Action) -> None:
         """Take one serving-log event; fold what the lateness allows."""
-        if isinstance(event, Impression):
-            cats = tuple(event.slots.get(self.category_slot, ()))
-            self.categories[event.item_id] = cats
-            self.categories.move_to_end(event.item_id)
-            if len(self.categories) > self.max_items:
-                self.categories.popitem(last=False)
-            e = Event(event.ts, event.user_id, event.item_id, cats)
-        else:
-            e = Event(event.ts, event.user_id, event.item_id,
-                      self.categories.get(event.item_id, ()), shown=0,
-                      positive=int(event.action in self.positive_actions),
-                      like=int(event.action == self.like_action))
-        with self._lock:
+        with self._lock:  # requests read the categories too
+            if isinstance(event, Impression):
+                cats = tuple(event.slots.get(self.category_slot, ()))
+                self.categories[event.item_id] = cats
+                self.categories.move_to_end(event.item_id)
+                if len(self.categories) > self.max_items:
+                    self.categories.popitem(last=False)
+                e = Event(event.ts, event.user_id, event.item_id, cats)
+            else:
+                e = Event(event.ts, event.user_id, event.item_id,
+                          self.categories.get(event.item_id, ()), shown=0,
+                          positive=int(event.action in self.positive_actions),
+                          like=int(event.action == self.like_action))
             heapq.heappush(self.pending, (e.ts, next(self._seq), e))
             self.newest_ms = max(self.newest_ms, e.ts)
             self._fold_until(self.newest_ms - self.lateness_ms)
