@@ -96,7 +96,6 @@ class ServingCopy:
         self.syncs = 0
         self.dense_syncs = 0
         self.bytes = 0  # params-topic bytes of sparse updates received
-        self.dense_bytes = 0
         self.logits: list[np.ndarray] = []
         self.stale: list[np.ndarray] = []
         self._deploy(weights, ts_ms=0)
@@ -132,11 +131,10 @@ class ServingCopy:
     def _deploy(self, weights: Mapping[str, np.ndarray], ts_ms: int) -> None:
         """Dense weights through the params encoding, swapped in as the server does."""
         self.dense_syncs += 1
-        update, size = self._receive(encode_dense(weights, model_kind=self.kind,
-                                                  model_id="copy", shard=0,
-                                                  seq=self.dense_syncs, watermark_ms=ts_ms,
-                                                  wall_time_ms=0))
-        self.dense_bytes += size
+        update, _ = self._receive(encode_dense(weights, model_kind=self.kind,
+                                               model_id="copy", shard=0,
+                                               seq=self.dense_syncs, watermark_ms=ts_ms,
+                                               wall_time_ms=0))
         m = update.meta
         self.state.set_dense(DenseModel(update.payload, m.shard, m.seq, m.watermark_ms,
                                         m.wall_time_ms, m.model_kind))
@@ -149,12 +147,6 @@ class ServingCopy:
             update = self.assembler.feed(value)
         assert update is not None, "the last part completes the update"
         return update, size
-
-    @property
-    def weights(self) -> Mapping[str, np.ndarray]:
-        """The dense weights being served."""
-        assert self.state.dense is not None
-        return self.state.dense.weights
 
     def score(self, batch: ExampleBatch) -> np.ndarray:
         """Logits of the batch as ``/rank`` scores: one read, pooling, the forward."""
