@@ -67,7 +67,7 @@ class StandaloneCluster:
         self.conf_dir = self.work / "conf"
         self.log_dir = self.work / "log"
         self.checkpoints = self.work / "checkpoints"
-        self.rest_port = free_port()
+        self.rest_port = 0  # chosen by write_conf, anew on each start attempt
         self.slots = slots
         self.settings = settings or {}
         self.jobmanager: subprocess.Popen[bytes] | None = None
@@ -88,6 +88,7 @@ class StandaloneCluster:
             if f.name != "config.yaml":
                 shutil.copy(f, self.conf_dir / f.name)
         conf = flat(yaml.safe_load((home / "conf" / "config.yaml").read_text()))
+        self.rest_port = free_port()
         conf.update({
             "jobmanager.bind-host": "127.0.0.1",
             "jobmanager.rpc.address": "127.0.0.1",
@@ -131,13 +132,34 @@ class StandaloneCluster:
             return subprocess.Popen(cmd, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
-    def start(self, taskmanagers: int = 1, timeout_s: float = 120.0) -> StandaloneCluster:
-        self.write_conf()
-        self.jobmanager = self._start("jobmanager.sh", "jobmanager")
-        for _ in range(taskmanagers):
-            self.add_taskmanager()
-        self.wait_for_taskmanagers(taskmanagers, timeout_s)
-        return self
+    def start(self, taskmanagers: int = 1, timeout_s: float = 120.0,
+              attempts: int = 3) -> StandaloneCluster:
+        """Start the JobManager and ``taskmanagers`` TaskManagers; wait until registered.
+
+        A free port is only free when it is picked: any socket opened before the JVM
+        binds (a Kafka client's outgoing connection takes one from the same range) can
+        take it, and the JobManager then exits with a ``BindException``. Such a start
+        is retried with new ports, up to ``attempts`` times; any other exit is raised
+        at once with the JobManager's own reason.
+        """
+        for attempt in range(1, attempts + 1):
+            self.write_conf()
+            out = self.log_dir / "jobmanager.out"
+            if out.exists():  # attempt N-1's output kept as .N-1; this one's reason read alone
+                out.rename(self.log_dir / f"jobmanager.out.{attempt - 1}")
+            self.jobmanager = self._start("jobmanager.sh", "jobmanager")
+            for _ in range(taskmanagers):
+                self.add_taskmanager()
+            try:
+                self.wait_for_taskmanagers(taskmanagers, timeout_s)
+                return self
+            except ClusterError as e:
+                self.stop()
+                if "BindException" not in str(e) or attempt == attempts:
+                    raise
+                print(f"cluster: a port was taken before the JobManager bound it; "
+                      f"retrying with new ports ({attempt}/{attempts})", file=sys.stderr)
+        raise AssertionError("unreachable")
 
     def add_taskmanager(self) -> subprocess.Popen[bytes]:
         tm = self._start("taskmanager.sh", f"taskmanager-{len(self.taskmanagers)}")
@@ -176,11 +198,19 @@ class StandaloneCluster:
             except OSError:
                 pass  # REST not up yet
             if self.jobmanager is None or self.jobmanager.poll() is not None:
-                raise ClusterError(f"JobManager exited; see {self.log_dir}")
+                raise ClusterError(f"JobManager exited: {self.jobmanager_reason()}; "
+                                   f"see {self.log_dir}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"{n} TaskManagers not registered in {timeout_s}s; "
                                    f"see {self.log_dir}")
             time.sleep(0.5)
+
+    def jobmanager_reason(self) -> str:
+        """The last ``Caused by:`` line the JobManager printed (its root cause)."""
+        out = self.log_dir / "jobmanager.out"
+        lines = out.read_text(errors="replace").splitlines() if out.exists() else []
+        causes = [ln.strip() for ln in lines if ln.startswith("Caused by:")]
+        return causes[-1] if causes else (lines[-1].strip() if lines else "no output")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.get(f"/jobs/{job_id}")
