@@ -65,9 +65,9 @@ later second), but not one at 10.9 s (the same second), nor one at 9.5 s (before
 from __future__ import annotations
 
 import math
-from collections import deque
+import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 COUNT_BUCKETS = 16
 RATE_BUCKETS = 20
@@ -179,32 +179,43 @@ def std_bucket(s: float) -> int:
 N, POS, LIKE, VN, VSUM, VSQ = range(6)
 
 
-@dataclass
-class _Counter:
-    """Decayed sums for one key at one half-life, decayed lazily to ``ts``."""
+# A key's counters are one bytearray of doubles, one block per half-life: the ms of
+# its last fold, then the six sums. A bytearray holds no object references, so the
+# garbage collector never tracks it: a state of millions of keys made of lists (or
+# arrays, which are tracked) cost a serving request more in collections than in
+# arithmetic.
+_BLOCK = struct.Struct("7d")
 
-    sums: list[float] = field(default_factory=lambda: [0.0] * 6)
-    ts: int = 0  # ms of the last fold
 
-    def at(self, ts: int, half_life_ms: float) -> list[float]:
-        f = 2.0 ** (-(ts - self.ts) / half_life_ms) if ts > self.ts else 1.0
-        return [v * f for v in self.sums]
+def _at(a: bytearray, off: int, ts: int, half_life_ms: float) -> list[float]:
+    """The sums of the block at ``off``, decayed to ``ts``."""
+    last, *sums = _BLOCK.unpack_from(a, off)
+    f = 2.0 ** (-(ts - last) / half_life_ms) if ts > last else 1.0
+    return [v * f for v in sums]
 
-    def add(self, e: Event, half_life_ms: float) -> None:
-        self.sums = self.at(e.ts, half_life_ms)
-        self.ts = max(self.ts, e.ts)
-        s = self.sums
-        s[N] += e.shown
-        s[POS] += e.positive
-        s[LIKE] += e.like
-        if e.value is not None:
-            s[VN] += 1.0
-            s[VSUM] += e.value
-            s[VSQ] += e.value * e.value
+
+def _add(a: bytearray, off: int, e: Event, half_life_ms: float) -> None:
+    """Fold ``e`` into the block at ``off``: decay to its time, then count it."""
+    last, *s = _BLOCK.unpack_from(a, off)
+    if e.ts > last:  # the same products as _at
+        f = 2.0 ** (-(e.ts - last) / half_life_ms)
+        s = [v * f for v in s]
+        last = e.ts
+    s[N] += e.shown
+    s[POS] += e.positive
+    s[LIKE] += e.like
+    if e.value is not None:
+        s[VN] += 1.0
+        s[VSUM] += e.value
+        s[VSQ] += e.value * e.value
+    _BLOCK.pack_into(a, off, last, *s)
 
 
 class SignalState:
     """The bounded state the signals are read from; fold events in time order.
+
+    Only what ``spec.signals`` reads is kept: the counters of their entities (and the
+    global one, every rate's prior) and their kinds of history.
 
     :meth:`signals` reads the state as it is: to read it point in time, fold a
     second's events only after reading that second's signals (:func:`point_in_time`).
@@ -214,12 +225,17 @@ class SignalState:
         self.spec = spec
         self.half_lives_ms = {"": spec.half_life_s * 1000.0,
                               "_recent": spec.recent_half_life_s * 1000.0}
-        wanted = {SIGNALS[s][1].endswith("_recent") for s in spec.signals
-                  if not s.startswith("hist_")}
+        stats = [SIGNALS[s] for s in spec.signals if not s.startswith("hist_")]
+        wanted = {what.endswith("_recent") for _, what in stats}
         self.tags = [t for t in self.half_lives_ms if (t == "_recent") in wanted]
-        self.counters: dict[str, dict[tuple, dict[str, _Counter]]] = {
-            e: {} for e in ("global", "item", "user", "cat", "ucat")}
-        self.hist: dict[str, dict[int, deque[int]]] = {"pos": {}, "shown": {}}
+        entities = {"global"} | {e for e, _ in stats}
+        if "ucat" in entities:  # its prior is the user's rate
+            entities.add("user")
+        self.offsets = {tag: _BLOCK.size * i for i, tag in enumerate(self.tags)}
+        self.counters: dict[str, dict[tuple, bytearray]] = {
+            e: {} for e in ("global", "item", "user", "cat", "ucat") if e in entities}
+        self.hist: dict[str, dict[int, tuple[int, ...]]] = {
+            w: {} for w in ("pos", "shown") if f"hist_{w}" in spec.signals}
         self.last_seen: dict[int, int] = {}  # user -> ms of the last event (history TTL)
         self.next_evict_ms = -math.inf
         self.last_ts = -math.inf  # ms of the latest event folded
@@ -235,19 +251,23 @@ class SignalState:
         self.last_ts = e.ts
         if e.ts >= self.next_evict_ms:
             self.evict(e.ts)
-        keys = [("global", ()), ("item", (e.item,)), ("user", (e.user,))]
-        keys += [("cat", (c,)) for c in e.categories]
-        keys += [("ucat", (e.user, c)) for c in e.categories]
-        for entity, key in keys:
-            per_tag = self.counters[entity].setdefault(key, {})
-            for tag in self.tags:
-                per_tag.setdefault(tag, _Counter()).add(e, self.half_lives_ms[tag])
+        keys = {"global": [()], "item": [(e.item,)], "user": [(e.user,)],
+                "cat": [(c,) for c in e.categories],
+                "ucat": [(e.user, c) for c in e.categories]}
+        for entity, table in self.counters.items():
+            for key in keys[entity]:
+                a = table.get(key)
+                if a is None:
+                    a = table[key] = bytearray(_BLOCK.size * len(self.tags))
+                for tag, off in self.offsets.items():
+                    _add(a, off, e, self.half_lives_ms[tag])
         n = self.spec.history
-        if e.positive:
-            _push(self.hist["pos"].setdefault(e.user, deque(maxlen=n)), e.item)
-        if e.shown:
-            _push(self.hist["shown"].setdefault(e.user, deque(maxlen=n)), e.item)
-        self.last_seen[e.user] = max(self.last_seen.get(e.user, 0), e.ts)
+        for what, flag in (("pos", e.positive), ("shown", e.shown)):
+            if flag and what in self.hist:
+                h = self.hist[what]
+                h[e.user] = _push(h.get(e.user, ()), e.item, n)
+        if self.hist:
+            self.last_seen[e.user] = max(self.last_seen.get(e.user, 0), e.ts)
 
     def evict(self, now_ms: int) -> None:
         """Drop keys not updated for ``ttl_s`` of event time before ``now_ms``."""
@@ -255,54 +275,89 @@ class SignalState:
         for entity, table in self.counters.items():
             if entity == "global":
                 continue
-            for key in [k for k, c in table.items()
-                        if max(x.ts for x in c.values()) < cutoff]:
+            for key in [k for k, a in table.items()
+                        if max(_BLOCK.unpack_from(a, off)[0]
+                               for off in self.offsets.values()) < cutoff]:
                 del table[key]
         for user in [u for u, t in self.last_seen.items() if t < cutoff]:
             del self.last_seen[user]
-            self.hist["pos"].pop(user, None)
-            self.hist["shown"].pop(user, None)
+            for h in self.hist.values():
+                h.pop(user, None)
         self.next_evict_ms = now_ms + self.spec.ttl_s * 1000.0 / 8
 
-    def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int,
-                cache: dict[tuple, list[float]] | None = None) -> dict[str, list[int]]:
+    def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int
+                ) -> dict[str, list[int]]:
         """Each signal's slot IDs for an impression scored at ``now_ms``, from the
-        state as it is (decayed to ``now_ms``). ``cache``: the decayed sums already
-        read at this ``now_ms`` (a request's candidates share their user's, the
-        global and their categories')."""
-        out: dict[str, list[int]] = {}
-        cache = {} if cache is None else cache
+        state as it is (decayed to ``now_ms``): :meth:`signals_many` for one item."""
+        return self.signals_many(user, [item], [categories], now_ms)[0]
+
+    def signals_many(self, user: int, items: Sequence[int],
+                     categories: Sequence[Sequence[int]], now_ms: int
+                     ) -> list[dict[str, list[int]]]:
+        """The signals of one user's impressions of ``items`` (each with its
+        ``categories``) at ``now_ms``, as :meth:`signals` reads each.
+
+        A ranking request's candidates share their user, the global key and often
+        categories: each key's sums and each (signal, category) bucket is read once.
+        """
+        prior = self.spec.prior
+        sums_of: dict[tuple, list[float]] = {}
 
         def sums(entity: str, key: tuple, tag: str) -> list[float]:
-            if (entity, key, tag) not in cache:
-                c = self.counters[entity].get(key, {}).get(tag)
-                cache[entity, key, tag] = (c.at(now_ms, self.half_lives_ms[tag]) if c
-                                           else [0.0] * 6)
-            return cache[entity, key, tag]
+            got = sums_of.get((entity, key, tag))
+            if got is None:
+                a = self.counters[entity].get(key)
+                got = sums_of[entity, key, tag] = (
+                    _at(a, self.offsets[tag], now_ms, self.half_lives_ms[tag])
+                    if a is not None else [0.0] * 6)
+            return got
 
+        shared: dict[str, list[int]] = {}  # the user's and the history: one per request
+        per_item: list[tuple[str, str, str, str]] = []  # (name, entity, stat, tag)
         for name in self.spec.signals:
             entity, what = SIGNALS[name]
             if entity == "hist":
                 h = self.hist[what].get(user)
-                out[name] = list(h) if h else []
+                shared[name] = list(h) if h else []
                 continue
             stat, _, rest = what.partition("_")
             tag = "_" + rest if rest else ""
             g = sums("global", (), tag)
-            keys = {"item": [("item", (item,))], "user": [("user", (user,))],
-                    "cat": [("cat", (c,)) for c in categories],
-                    "ucat": [("ucat", (user, c)) for c in categories]}[entity]
-            p = sums("user", (user,), tag) if entity == "ucat" else g
-            out[name] = [_bucket(stat, sums(e, k, tag), p, g, self.spec.prior)
-                         for e, k in keys]
+            if entity == "user":
+                shared[name] = [_bucket(stat, sums("user", (user,), tag), g, g, prior)]
+            else:
+                per_item.append((name, entity, stat, tag))
+        by_cat: dict[tuple[str, int], int] = {}  # (signal, category) -> bucket
+
+        def cat_bucket(name: str, entity: str, stat: str, tag: str, c: int) -> int:
+            b = by_cat.get((name, c))
+            if b is None:
+                g = sums("global", (), tag)
+                if entity == "cat":
+                    b = _bucket(stat, sums("cat", (c,), tag), g, g, prior)
+                else:
+                    b = _bucket(stat, sums("ucat", (user, c), tag),
+                                sums("user", (user,), tag), g, prior)
+                by_cat[name, c] = b
+            return b
+
+        out: list[dict[str, list[int]]] = []
+        for item, cats in zip(items, categories, strict=True):
+            d: dict[str, list[int]] = {}
+            for name, entity, stat, tag in per_item:
+                if entity == "item":
+                    g = sums("global", (), tag)
+                    d[name] = [_bucket(stat, sums("item", (item,), tag), g, g, prior)]
+                else:
+                    d[name] = [cat_bucket(name, entity, stat, tag, c) for c in cats]
+            out.append({name: d[name] if name in d else list(shared[name])
+                        for name in self.spec.signals})
         return out
 
 
-def _push(h: deque[int], item: int) -> None:
-    """Most recent first; an item already there moves to the front (no duplicates)."""
-    if item in h:
-        h.remove(item)
-    h.appendleft(item)
+def _push(h: tuple[int, ...], item: int, n: int) -> tuple[int, ...]:
+    """Most recent first, at most ``n``; an item already there moves to the front."""
+    return (item, *(x for x in h if x != item))[:n]
 
 
 def _bucket(stat: str, s: list[float], p: list[float], g: list[float], prior: float) -> int:

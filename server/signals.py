@@ -155,12 +155,10 @@ class SignalFeed(threading.Thread):
                     item_slots: Sequence[Mapping[str, Sequence[int]]], now_ms: int
                     ) -> list[dict[str, list[int]]]:
         """Each candidate's signal slots for ``user_id``, read at ``now_ms``."""
-        cache: dict[tuple, list[float]] = {}  # one read per key for all candidates
         with self._lock:
-            return [self.state.signals(user_id, item,
-                                       tuple(slots.get(self.category_slot, ()))
-                                       or self.categories.get(item, ()), now_ms, cache)
+            cats = [tuple(slots.get(self.category_slot, ())) or self.categories.get(item, ())
                     for item, slots in zip(item_ids, item_slots, strict=True)]
+            return self.state.signals_many(user_id, item_ids, cats, now_ms)
 
     # -- the consumer ----------------------------------------------------------------
     def _start(self, c: Consumer, topics: list[str]) -> list[TopicPartition]:

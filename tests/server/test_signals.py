@@ -14,7 +14,7 @@ from freshet.config import load_config
 from freshet.topics import Action, Impression
 from jobs.serve import Server
 from ps.config import SlotConfig
-from ps.signals import SignalSpec, point_in_time
+from ps.signals import POS, SignalSpec, _at, point_in_time
 from server.signals import SignalFeed
 from tests.jobs.lr_server import lr_server
 from tests.jobs.test_stats import SIGNALS, reference_events, synthetic
@@ -65,7 +65,7 @@ def test_an_action_counts_with_its_item_s_categories_from_the_latest_impression(
     feed.add(Action("r", 7, 1, 2_000, "click"))
     cats = feed.state.counters["cat"]
     assert set(cats) == {(30,), (31,)}
-    assert all(c[""].at(2_000, 1e12)[1] == 1.0 for c in cats.values())  # one positive each
+    assert all(_at(a, 0, 2_000, 1e12)[POS] == 1.0 for a in cats.values())  # one positive each
 
 
 def signal_server(work_dir: Path) -> tuple[Server, TestClient]:
