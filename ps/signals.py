@@ -69,6 +69,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 COUNT_BUCKETS = 16
 RATE_BUCKETS = 20
 STD_STEP = 0.05
@@ -141,37 +143,42 @@ class SignalSpec:
             raise ValueError("prior must be positive and history at least 1")
 
 
-def count_bucket(c: float) -> int:
-    """Bucket ID of a decayed count: log2 buckets.
+def count_buckets(c: np.ndarray) -> np.ndarray:
+    """Bucket IDs of decayed counts: log2 buckets, ``1 + floor(log2(1 + c))`` capped.
+
+    ``floor(log2)`` is the float's exponent (``frexp``), exact at every edge: the
+    statistics job's Java twin takes ``Math.getExponent``, the same number.
 
     Examples
     --------
-    >>> [count_bucket(c) for c in (0, 0.9, 1, 2.9, 3, 100, 1e9)]
+    >>> count_buckets(np.array([0, 0.9, 1, 2.9, 3, 100, 1e9])).tolist()
     [1, 1, 2, 2, 3, 7, 16]
     """
-    return 1 + min(int(math.log2(1.0 + max(c, 0.0))), COUNT_BUCKETS - 1)
+    _, exp = np.frexp(1.0 + np.maximum(c, 0.0))
+    return 1 + np.minimum(exp - 1, COUNT_BUCKETS - 1)
 
 
-def rate_bucket(r: float) -> int:
-    """Bucket ID of a rate in [0, 1]: fixed edges every ``1 / RATE_BUCKETS``.
+def rate_buckets(r: np.ndarray) -> np.ndarray:
+    """Bucket IDs of rates in [0, 1]: fixed edges every ``1 / RATE_BUCKETS``.
 
     Examples
     --------
-    >>> [rate_bucket(r) for r in (0.0, 0.049, 0.05, 0.554, 1.0)]
+    >>> rate_buckets(np.array([0.0, 0.049, 0.05, 0.554, 1.0])).tolist()
     [1, 1, 2, 12, 20]
     """
-    return 1 + min(max(int(r * RATE_BUCKETS), 0), RATE_BUCKETS - 1)
+    return 1 + np.clip(np.trunc(r * RATE_BUCKETS), 0, RATE_BUCKETS - 1).astype(np.int64)
 
 
-def std_bucket(s: float) -> int:
-    """Bucket ID of a standard deviation of values in [0, 1]: every 0.05, capped.
+def std_buckets(s: np.ndarray) -> np.ndarray:
+    """Bucket IDs of standard deviations of values in [0, 1]: every 0.05, capped.
 
     Examples
     --------
-    >>> [std_bucket(s) for s in (0.0, 0.07, 0.32, 0.9)]
+    >>> std_buckets(np.array([0.0, 0.07, 0.32, 0.9])).tolist()
     [1, 2, 7, 10]
     """
-    return 1 + min(int(max(s, 0.0) / STD_STEP), STD_BUCKETS - 1)
+    return 1 + np.minimum(np.trunc(np.maximum(s, 0.0) / STD_STEP),
+                          STD_BUCKETS - 1).astype(np.int64)
 
 
 # A counter's fields: decayed impressions, positives, likes, values seen, their sum and
@@ -192,6 +199,17 @@ def _at(a: bytearray, off: int, ts: int, half_life_ms: float) -> list[float]:
     last, *sums = _BLOCK.unpack_from(a, off)
     f = 2.0 ** (-(ts - last) / half_life_ms) if ts > last else 1.0
     return [v * f for v in sums]
+
+
+_ZERO_BLOCK = bytes(_BLOCK.size)
+
+
+def _at_many(blocks: Sequence[bytes], ts: int, half_life_ms: float) -> np.ndarray:
+    """The sums of many blocks (k x 6), each decayed to ``ts`` as :func:`_at` does."""
+    a = np.frombuffer(b"".join(blocks), dtype=np.float64).reshape(len(blocks), 7)
+    f = [2.0 ** (-(ts - last) / half_life_ms) if ts > last else 1.0
+         for last in a[:, 0].tolist()]  # Python's pow: bit for bit _at's
+    return a[:, 1:] * np.asarray(f)[:, None]
 
 
 def _add(a: bytearray, off: int, e: Event, half_life_ms: float) -> None:
@@ -298,61 +316,53 @@ class SignalState:
         ``categories``) at ``now_ms``, as :meth:`signals` reads each.
 
         A ranking request's candidates share their user, the global key and often
-        categories: each key's sums and each (signal, category) bucket is read once.
+        categories: each key is read once, and each signal's buckets are computed for
+        all candidates (or distinct categories) at once.
         """
         prior = self.spec.prior
-        sums_of: dict[tuple, list[float]] = {}
 
-        def sums(entity: str, key: tuple, tag: str) -> list[float]:
-            got = sums_of.get((entity, key, tag))
-            if got is None:
-                a = self.counters[entity].get(key)
-                got = sums_of[entity, key, tag] = (
-                    _at(a, self.offsets[tag], now_ms, self.half_lives_ms[tag])
+        def one(entity: str, key: tuple, tag: str) -> list[float]:
+            a = self.counters[entity].get(key)
+            return (_at(a, self.offsets[tag], now_ms, self.half_lives_ms[tag])
                     if a is not None else [0.0] * 6)
-            return got
 
-        shared: dict[str, list[int]] = {}  # the user's and the history: one per request
-        per_item: list[tuple[str, str, str, str]] = []  # (name, entity, stat, tag)
+        def many(entity: str, keys: Sequence[tuple], tag: str) -> np.ndarray:
+            table, off = self.counters[entity], self.offsets[tag]
+            end = off + _BLOCK.size
+            blocks = [_ZERO_BLOCK if (a := table.get(key)) is None else a[off:end]
+                      for key in keys]
+            return _at_many(blocks, now_ms, self.half_lives_ms[tag])
+
+        distinct = list(dict.fromkeys(c for cats in categories for c in cats))
+        columns: dict[str, list[list[int]]] = {}  # per signal, each candidate's IDs
         for name in self.spec.signals:
             entity, what = SIGNALS[name]
             if entity == "hist":
-                h = self.hist[what].get(user)
-                shared[name] = list(h) if h else []
+                h = list(self.hist[what].get(user, ()))
+                columns[name] = [h] * len(items)
                 continue
             stat, _, rest = what.partition("_")
             tag = "_" + rest if rest else ""
-            g = sums("global", (), tag)
+            g = one("global", (), tag)
             if entity == "user":
-                shared[name] = [_bucket(stat, sums("user", (user,), tag), g, g, prior)]
+                b = _bucket(stat, one("user", (user,), tag), None, g, prior)
+                columns[name] = [[b]] * len(items)
+            elif entity == "item":
+                got = _buckets(stat, many("item", [(i,) for i in items], tag), None, g, prior)
+                columns[name] = [[b] for b in got.tolist()]
             else:
-                per_item.append((name, entity, stat, tag))
-        by_cat: dict[tuple[str, int], int] = {}  # (signal, category) -> bucket
-
-        def cat_bucket(name: str, entity: str, stat: str, tag: str, c: int) -> int:
-            b = by_cat.get((name, c))
-            if b is None:
-                g = sums("global", (), tag)
-                if entity == "cat":
-                    b = _bucket(stat, sums("cat", (c,), tag), g, g, prior)
-                else:
-                    b = _bucket(stat, sums("ucat", (user, c), tag),
-                                sums("user", (user,), tag), g, prior)
-                by_cat[name, c] = b
-            return b
-
-        out: list[dict[str, list[int]]] = []
-        for item, cats in zip(items, categories, strict=True):
-            d: dict[str, list[int]] = {}
-            for name, entity, stat, tag in per_item:
-                if entity == "item":
-                    g = sums("global", (), tag)
-                    d[name] = [_bucket(stat, sums("item", (item,), tag), g, g, prior)]
-                else:
-                    d[name] = [cat_bucket(name, entity, stat, tag, c) for c in cats]
-            out.append({name: d[name] if name in d else list(shared[name])
-                        for name in self.spec.signals})
-        return out
+                keys = ([(c,) for c in distinct] if entity == "cat"
+                        else [(user, c) for c in distinct])
+                p = one("user", (user,), tag) if entity == "ucat" else None
+                got = _buckets(stat, many(entity, keys, tag), p, g, prior)
+                by_cat = dict(zip(distinct, got.tolist(), strict=True))
+                columns[name] = [[by_cat[c] for c in cats] for cats in categories]
+        names = list(columns)
+        if not names:
+            return [{} for _ in items]
+        # A user signal's list is one object shared by all candidates: read, not mutate.
+        return [dict(zip(names, row, strict=True))
+                for row in zip(*columns.values(), strict=True)]
 
 
 def _push(h: tuple[int, ...], item: int, n: int) -> tuple[int, ...]:
@@ -360,23 +370,32 @@ def _push(h: tuple[int, ...], item: int, n: int) -> tuple[int, ...]:
     return (item, *(x for x in h if x != item))[:n]
 
 
-def _bucket(stat: str, s: list[float], p: list[float], g: list[float], prior: float) -> int:
-    """Bucket ID of statistic ``stat`` of sums ``s``; ``p``: the prior's sums (the
-    global's, or the user's for (user, category)), ``g``: the global's."""
+def _buckets(stat: str, s: np.ndarray, p: Sequence[float] | None, g: Sequence[float],
+             prior: float) -> np.ndarray:
+    """Bucket IDs of statistic ``stat`` of each row of sums ``s`` (k x 6); ``p``: the
+    prior's sums (None: the global's; the user's for (user, category)), ``g``: the
+    global's. One expression per statistic, each in the order the Java twin
+    (``SignalBucket``) evaluates it: IEEE arithmetic then gives both the same bits."""
     if stat == "n":
-        return count_bucket(s[N])
+        return count_buckets(s[:, N])
     if stat in ("rate", "like"):
         col = POS if stat == "rate" else LIKE
         gr = (g[col] + 1.0) / (g[N] + 2.0)
-        pr = (p[col] + prior * gr) / (p[N] + prior) if p is not g else gr
-        return rate_bucket((s[col] + prior * pr) / (s[N] + prior))
+        pr = gr if p is None else (p[col] + prior * gr) / (p[N] + prior)
+        return rate_buckets((s[:, col] + prior * pr) / (s[:, N] + prior))
     gm = (g[VSUM] + 0.5) / (g[VN] + 1.0)
-    mean = (s[VSUM] + prior * gm) / (s[VN] + prior)
+    mean = (s[:, VSUM] + prior * gm) / (s[:, VN] + prior)
     if stat == "vmean":
-        return rate_bucket(mean)
+        return rate_buckets(mean)
     gv = max((g[VSQ] + 0.25) / (g[VN] + 1.0) - gm * gm, 0.0)  # the global variance
-    var = (s[VSQ] + prior * (gv + gm * gm)) / (s[VN] + prior) - mean * mean
-    return std_bucket(math.sqrt(max(var, 0.0)))
+    var = (s[:, VSQ] + prior * (gv + gm * gm)) / (s[:, VN] + prior) - mean * mean
+    return std_buckets(np.sqrt(np.maximum(var, 0.0)))
+
+
+def _bucket(stat: str, s: Sequence[float], p: Sequence[float] | None, g: Sequence[float],
+            prior: float) -> int:
+    """:func:`_buckets` of one row of sums."""
+    return int(_buckets(stat, np.asarray([s], dtype=np.float64), p, g, prior)[0])
 
 
 def point_in_time(events: Iterable[Event], spec: SignalSpec) -> list[dict[str, list[int]]]:
