@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -45,10 +46,50 @@ class BrokerError(FreshetError, RuntimeError):
     """The embedded broker could not be started or reached."""
 
 
+_handed_out: set[int] = set()  # ports this process was given and may not have bound yet
+_random = random.SystemRandom()  # independent of any seeded ``random`` (other processes)
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, for a server this process starts next.
+
+    A port is only free when it is picked, and a JVM binds it seconds later. The
+    kernel's own pick (bind to port 0) comes from the ephemeral range, the range every
+    outgoing connection takes its local port from: a Kafka client connecting meanwhile
+    can take it, and the server then fails to bind (a JobManager exits with a
+    ``BindException``). So
+    the port is drawn below that range, where no outgoing connection is ever placed,
+    and never twice in one process.
+
+    Examples
+    --------
+    >>> a, b = free_port(), free_port()
+    >>> a != b and max(a, b) < ephemeral_range()[0]
+    True
+    """
+    lo = ephemeral_range()[0]
+    first = max(1024, lo - 12_000)
+    for _ in range(200):
+        port = _random.randrange(first, lo)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:  # taken, or in TIME_WAIT
+                continue
+        _handed_out.add(port)
+        return port
+    raise BrokerError(f"no free port in {first}-{lo - 1} on {host} after 200 tries")
 
 
 def wait_for_metadata(bootstrap: str, timeout_s: float = 30.0) -> None:
