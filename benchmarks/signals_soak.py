@@ -132,7 +132,7 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
          impressions_per_user: float = 1.2, click_rate: float = 0.1,
          catalogue: int = 5_000_000, pool: int = 2_000, step_ms: int = 100,
          samples: int = 800, seed: int = 0,
-         log: Callable[[str], None] | None = None) -> dict:
+         log: Callable[[str], None] | None = None, log_every_s: float = 5.0) -> dict:
     """Feed a :class:`SignalFeed` the synthetic serving log (module docstring) and
     measure whether its state stays bounded.
 
@@ -151,7 +151,10 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
     seed : int
         Of the draws.
     log : callable or None
-        Gets a progress line every 5 s of wall time.
+        Gets a progress line at a sample ``log_every_s`` of wall time after the last
+        one, and at the end.
+    log_every_s : float
+        Seconds between progress lines.
 
     Returns
     -------
@@ -178,7 +181,8 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
     clicks = 0
     worst_add = 0.0
     perf = time.perf_counter
-    start = last_log = perf()
+    start = perf()
+    last_log = 0.0  # wall seconds from start, as Sample.wall_s
 
     def sample(done: int, ts: int) -> Sample:
         st = feed.state
@@ -222,7 +226,7 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
             done = i + 1
             if done % every == 0 or done in marks:
                 s_ = sample(done, ts)
-                if log is not None and (s_.wall_s - last_log >= 5 or done == n):
+                if log is not None and (s_.wall_s - last_log >= log_every_s or done == n):
                     last_log = s_.wall_s
                     log(f"{done / n:6.1%} {s_.events:>11,} events {s_.keys:>11,} keys "
                         f"({', '.join(f'{e} {k:,}' for e, k in s_.entities.items())}, "

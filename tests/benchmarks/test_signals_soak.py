@@ -39,6 +39,13 @@ def test_verdict(keys: tuple[int, int], rss: tuple[int, int], bounded: bool) -> 
     assert signals_soak.verdict(*keys, *rss) is bounded
 
 
+def test_progress_lines_while_it_runs() -> None:
+    lines: list[str] = []
+    signals_soak.soak(**TINY, log=lines.append, log_every_s=0.0)
+    assert len(lines) > 100  # one a sample, not only the last
+    assert lines[-1].startswith("100.0%")
+
+
 def test_main_prints_json_last(capsys: pytest.CaptureFixture[str]) -> None:
     signals_soak.main(["--users", "2000", "--catalogue", "2000", "--pool", "50",
                        "--samples", "200", "--control-users", "0"])
