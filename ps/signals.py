@@ -41,8 +41,9 @@ history slots are multi-hot too; their IDs are item IDs, in a table of their own
 
 **Bounded state.** Counts decay (``half_life_s``; a second, shorter half-life
 ``recent_half_life_s`` for the ``*_recent`` signals), keys not updated for ``ttl_s``
-of event time are dropped (checked every ``ttl_s / 8``), histories keep ``history``
-items.
+of event time are dropped as events pass them (each table is kept in the order its
+keys were last touched, so a fold drops just the keys that expired), histories keep
+``history`` items.
 
 Examples
 --------
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -250,12 +252,14 @@ class SignalState:
         if "ucat" in entities:  # its prior is the user's rate
             entities.add("user")
         self.offsets = {tag: _BLOCK.size * i for i, tag in enumerate(self.tags)}
-        self.counters: dict[str, dict[tuple, bytearray]] = {
-            e: {} for e in ("global", "item", "user", "cat", "ucat") if e in entities}
+        # Each table in the order its keys were last folded, which is time order: the
+        # expired keys are always at the front (evict never scans the table).
+        self.counters: dict[str, OrderedDict[tuple, bytearray]] = {
+            e: OrderedDict() for e in ("global", "item", "user", "cat", "ucat")
+            if e in entities}
         self.hist: dict[str, dict[int, tuple[int, ...]]] = {
             w: {} for w in ("pos", "shown") if f"hist_{w}" in spec.signals}
-        self.last_seen: dict[int, int] = {}  # user -> ms of the last event (history TTL)
-        self.next_evict_ms = -math.inf
+        self.last_seen: OrderedDict[int, int] = OrderedDict()  # user -> ms of the last event
         self.last_ts = -math.inf  # ms of the latest event folded
 
     def __len__(self) -> int:
@@ -267,8 +271,7 @@ class SignalState:
         if e.ts < self.last_ts:
             raise ValueError(f"events out of time order: {e.ts} after {self.last_ts}")
         self.last_ts = e.ts
-        if e.ts >= self.next_evict_ms:
-            self.evict(e.ts)
+        self.evict(e.ts)
         keys = {"global": [()], "item": [(e.item,)], "user": [(e.user,)],
                 "cat": [(c,) for c in e.categories],
                 "ucat": [(e.user, c) for c in e.categories]}
@@ -277,6 +280,8 @@ class SignalState:
                 a = table.get(key)
                 if a is None:
                     a = table[key] = bytearray(_BLOCK.size * len(self.tags))
+                else:
+                    table.move_to_end(key)
                 for tag, off in self.offsets.items():
                     _add(a, off, e, self.half_lives_ms[tag])
         n = self.spec.history
@@ -285,23 +290,32 @@ class SignalState:
                 h = self.hist[what]
                 h[e.user] = _push(h.get(e.user, ()), e.item, n)
         if self.hist:
-            self.last_seen[e.user] = max(self.last_seen.get(e.user, 0), e.ts)
+            self.last_seen[e.user] = e.ts  # events come in time order
+            self.last_seen.move_to_end(e.user)
 
     def evict(self, now_ms: int) -> None:
-        """Drop keys not updated for ``ttl_s`` of event time before ``now_ms``."""
+        """Drop keys not updated for more than ``ttl_s`` of event time before ``now_ms``.
+
+        Tables are in last-folded order, so this pops expired keys off their fronts:
+        the work is the keys dropped, never the keys held (a scan of millions of keys
+        held the lock requests read with for seconds).
+        """
         cutoff = now_ms - self.spec.ttl_s * 1000.0
         for entity, table in self.counters.items():
             if entity == "global":
                 continue
-            for key in [k for k, a in table.items()
-                        if max(_BLOCK.unpack_from(a, off)[0]
-                               for off in self.offsets.values()) < cutoff]:
+            while table:
+                key, a = next(iter(table.items()))
+                if _BLOCK.unpack_from(a, 0)[0] >= cutoff:  # every block folds together
+                    break
                 del table[key]
-        for user in [u for u, t in self.last_seen.items() if t < cutoff]:
+        while self.last_seen:
+            user, ts = next(iter(self.last_seen.items()))
+            if ts >= cutoff:
+                break
             del self.last_seen[user]
             for h in self.hist.values():
                 h.pop(user, None)
-        self.next_evict_ms = now_ms + self.spec.ttl_s * 1000.0 / 8
 
     def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int
                 ) -> dict[str, list[int]]:
