@@ -217,6 +217,8 @@ class Server:
         self.recent = (RecentImpressions(sc.demotion_window_s, sc.demotion_factor)
                        if sc.demotion_window_s > 0 else None)
         self.signals = SignalFeed.for_model(cfg)  # None: the model reads no signal slot
+        if self.signals is not None:
+            self.metrics.watch_signals(self.signals)
         self._ids = itertools.count()
         self._boot = f"{os.getpid():x}{int(time.time()):x}"
 

@@ -20,6 +20,9 @@ metric                                      meaning
 ``freshet_serving_offset_resets_total``     params topic found shorter than the snapshot
 ``freshet_serving_impressions_total``       impressions logged / dropped
 ``freshet_serving_gc_pause_seconds``        garbage-collector pauses, by generation
+``freshet_serving_signal_events_total``     fresh-signal feed events: folded, late (folded
+                                            at the state's time), malformed
+``freshet_serving_signal_pending``          events the feed holds back for its lateness
 ==========================================  =============================================
 """
 
@@ -27,11 +30,40 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Iterator, Sized
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 _LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+class FeedCounters(Protocol):
+    """What :meth:`ServingMetrics.watch_signals` reads (``server.signals.SignalFeed``)."""
+
+    folded: int
+    late: int
+    malformed: int
+    pending: Sized
+
+
+class _FeedCollector:
+    """The feed's own counters, read at each scrape (the feed keeps plain ints)."""
+
+    def __init__(self, feed: FeedCounters) -> None:
+        self.feed = feed
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily("freshet_serving_signal_events",
+                                     "Fresh-signal feed events by outcome", labels=["outcome"])
+        for outcome in ("folded", "late", "malformed"):
+            events.add_metric([outcome], getattr(self.feed, outcome))
+        yield events
+        yield GaugeMetricFamily("freshet_serving_signal_pending",
+                                "Events held back for the feed's lateness",
+                                value=len(self.feed.pending))
 
 
 class ServingMetrics:
@@ -66,6 +98,19 @@ class ServingMetrics:
                                    ["outcome"], registry=r)
         self.gc_pause = Histogram(p + "gc_pause_seconds", "Garbage-collector pauses",
                                   ["generation"], buckets=_LATENCY_BUCKETS, registry=r)
+
+    def watch_signals(self, feed: FeedCounters) -> None:
+        """Export a fresh-signal feed's counters (``freshet_serving_signal_*``).
+
+        >>> from types import SimpleNamespace
+        >>> from prometheus_client import generate_latest
+        >>> m = ServingMetrics()
+        >>> m.watch_signals(SimpleNamespace(folded=5, late=2, malformed=0, pending=[1]))
+        >>> [ln for ln in generate_latest(m.registry).decode().splitlines()
+        ...  if ln.startswith("freshet_serving_signal") and "late" in ln]
+        ['freshet_serving_signal_events_total{outcome="late"} 2.0']
+        """
+        self.registry.register(_FeedCollector(feed))
 
     def watch_gc(self) -> None:
         """Time every garbage collection (a full one can stall requests)."""
