@@ -3,7 +3,7 @@ statistics (pure Python; the timed run is the benchmark itself)."""
 
 from __future__ import annotations
 
-from benchmarks.freshness import percentiles, signals_freshness
+from benchmarks.freshness import metric, percentiles, signals_freshness
 
 
 def test_the_first_ranking_whose_log_holds_the_item_counts() -> None:
@@ -30,3 +30,10 @@ def test_percentiles() -> None:
     values = [0.1 * i for i in range(1, 101)]  # 0.1 .. 10.0
     assert percentiles(values, "s") == {"s_p50_s": 5.05, "s_p99_s": 9.901, "s_max_s": 10.0}
     assert percentiles([], "s") == {"s_p50_s": None, "s_p99_s": None, "s_max_s": None}
+
+
+def test_metric_reads_one_labelled_sample() -> None:
+    text = ('freshet_serving_signal_events_total{outcome="folded"} 120.0\n'
+            'freshet_serving_signal_events_total{outcome="late"} 7.0\n')
+    assert metric(text, 'freshet_serving_signal_events_total{outcome="late"}') == 7.0
+    assert metric(text, 'freshet_serving_signal_events_total{outcome="malformed"}') is None
