@@ -290,7 +290,7 @@ class ServingConfig:
     # Fresh signals (stats.signals that are model slots, docs/signals.md): the serving
     # log waits this long for earlier events before it is folded, and a (re)started
     # server rebuilds them from the topics since this long ago (0: all they keep).
-    signals_lateness_ms: int = 2000
+    signals_lateness_ms: int = 500
     signals_rebuild_s: float = 0.0
 
 

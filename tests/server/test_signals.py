@@ -97,3 +97,14 @@ def test_a_model_without_signal_slots_has_no_feed(tmp_path: Path) -> None:
     cfg = dataclasses.replace(base, work_dir=str(tmp_path),
                               kafka=dataclasses.replace(base.kafka, bootstrap="127.0.0.1:1"))
     assert SignalFeed.for_model(cfg) is None
+
+
+def test_the_feed_s_counts_are_served_metrics(tmp_path: Path) -> None:
+    server, client = signal_server(tmp_path)
+    server.signals.lateness_ms = 1000
+    for ts in (5_000, 6_500, 3_000):  # 3_000 arrives 3.5 s behind the newest: late
+        server.signals.add(Impression(f"r{ts}", 2, 7, ts, {}))
+    text = client.get("/metrics").text
+    assert 'freshet_serving_signal_events_total{outcome="folded"} 2.0' in text
+    assert 'freshet_serving_signal_events_total{outcome="late"} 1.0' in text
+    assert "freshet_serving_signal_pending 1.0" in text  # 6_500 waits
