@@ -35,7 +35,8 @@ measurement), ``freshness_p50_s``, ``freshness_p99_s``, ``sparse_sync_interval_s
 how many probes never showed up (``unresolved``), and for the signals
 ``signals_freshness_p50_s``, ``signals_freshness_p99_s``, ``signals_probes``,
 ``signals_unresolved``, ``signals_lateness_ms`` and the server feed's ``signals_late``
-(events folded later than the lateness allowed).
+(events folded later than the lateness allowed, during the measurement;
+``signals_late_total``: since the server started, its first read of the topics included).
 """
 
 from __future__ import annotations
@@ -310,6 +311,7 @@ def metric(text: str, name: str) -> float | None:
 
 
 def scrape(port: int) -> str:
+    """The server's ``/metrics`` (Prometheus text)."""
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
 
 
