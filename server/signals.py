@@ -80,7 +80,7 @@ class SignalFeed(threading.Thread):
     """
 
     def __init__(self, cfg: Config | None, spec: SignalSpec, category_slot: str,
-                 lateness_ms: int = 2000, max_items: int = 1_000_000,
+                 lateness_ms: int = 500, max_items: int = 1_000_000,
                  rebuild_s: float = 0.0, positive_actions: Sequence[str] = ("click",),
                  like_action: str = "like") -> None:
         super().__init__(name="signal-feed", daemon=True)
@@ -102,7 +102,7 @@ class SignalFeed(threading.Thread):
         self._halt = threading.Event()
 
     @classmethod
-    def offline(cls, spec: SignalSpec, category_slot: str, lateness_ms: int = 2000
+    def offline(cls, spec: SignalSpec, category_slot: str, lateness_ms: int = 500
                 ) -> SignalFeed:
         """A feed that consumes nothing: events come through :meth:`add`."""
         return cls(None, spec, category_slot, lateness_ms)
