@@ -50,7 +50,6 @@ simulator at P = W = 1, S = 0, ``init owner``, and prints both AUCs (they must b
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import zlib
 from collections import deque
