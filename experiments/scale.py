@@ -1,7 +1,8 @@
 """One model across many trainers, simulated in-process: P owners, W workers (issue 22).
 
     freshet experiment scale [--p 1,2,4,8,16] [--w ...] [--staleness 0,1] [--dense sum,avg4]
-                             [--batch 32] [--split user] [--limit N] [--gbps 1.25] [--rtt-us 1000]
+                             [--batch 32,32w] [--split user] [--limit N]
+                             [--gbps 1.25] [--rtt-us 1000]
 
 Before the Flink graph, this picks its design by measurement. It walks MovieLens-100K in
 time order in *rounds* and scores every example before it is trained on, as
@@ -158,11 +159,15 @@ class Owners:
         self.queue: deque[Round] = deque()
         self.current = Round()
         self.cpu = np.zeros(owners)  # owner CPU seconds this round (reset by the caller)
+        self.stale_pulls = 0  # rows pulled while a push to them was still queued
 
     def pull(self, slot: str, ids: np.ndarray, now: float, where: np.ndarray) -> np.ndarray:
         """Rows of distinct ``ids`` (homes ``where``), created at their owner if new."""
         dim = self.parts[0].dim(slot)
         out = np.empty((len(ids), dim), np.float32)
+        queued = [i for r in self.queue for i, _ in r.grads.get(slot, [])]
+        if queued:
+            self.stale_pulls += int(np.isin(ids, np.concatenate(queued)).sum())
         for p, idx in _groups(where, self.n):
             t = time.process_time()
             part, mine = self.parts[p], ids[idx]
@@ -469,6 +474,7 @@ class SimRun:
     critical_cpu_s: float  # sum over rounds of the busiest subtask's CPU
     dense_syncs: int
     seconds: float
+    stale_pulls: int = 0
     owners: Owners | None = None
 
     @property
@@ -571,7 +577,8 @@ def simulate(examples: Sequence[Any] | None, model: ModelConfig, setup: Setup,
                   traffic=traffic, dense_floats=dense_floats, dense_params=dense_params,
                   dim=slot0.dim, state_columns=state_columns, rows_per_owner=owners.rows(),
                   cpu_s=time.process_time() - cpu0, critical_cpu_s=critical,
-                  dense_syncs=syncs, seconds=time.perf_counter() - t0, owners=owners)
+                  dense_syncs=syncs, seconds=time.perf_counter() - t0,
+                  stale_pulls=owners.stale_pulls, owners=owners)
 
 
 def predict(run: SimRun, gbps: float, rtt_s: float) -> dict[str, float]:
@@ -613,6 +620,7 @@ def summary(run: SimRun, gbps: float, rtt_s: float) -> dict[str, Any]:
            "remote_bytes_per_example": round(run.bytes(remote=True) / n, 1),
            "dense_bytes_per_example": round(4 * run.dense_floats / n, 1),
            "rows_pulled_per_example": round(run.traffic.pulled / n, 3),
+           "stale_pull_share": round(run.stale_pulls / max(run.traffic.pulled, 1), 4),
            "cpu_s_per_example": round(run.cpu_s / n, 7),
            "rows_per_owner_max": max(rows), "rows_per_owner_mean": round(float(np.mean(rows)), 1),
            "rows": sum(rows), "wall_s": round(run.seconds, 1)}
@@ -632,24 +640,29 @@ def grid(ps: Sequence[int], ws: Sequence[int] | None, staleness: Sequence[int],
     """Every configuration: P paired with W = P unless ``ws`` is given (then every pair);
     W = 1 takes one dense schedule only (they coincide)."""
     pairs = [(p, p) for p in ps] if not ws else [(p, w) for p in ps for w in ws]
-    out = []
+    out, seen = [], set()
     for p, w in pairs:
         for b in batch:
             for s in staleness:
                 for d in (dense if w > 1 else dense[:1]):
-                    out.append(Setup(p, w, s, d, b, how, init))
+                    key = (p, w, s, d, round_examples(b, w))  # 32w is 32 at W = 1
+                    if key not in seen:
+                        seen.add(key)
+                        out.append(Setup(p, w, s, d, b, how, init))
     return out
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The results as a Markdown table."""
-    head = ("| P | W | S | dense | batch | AUC | bytes/ex | remote bytes/ex | dense bytes/ex "
-            "| CPU us/ex | rows/owner max (mean) | predicted ex/s | compute-bound ex/s |")
-    lines = [head, "|" + "---:|" * 4 + "---:|" * 9]
+    head = ("| P | W | S | dense | batch | AUC | stale pulls | bytes/ex | remote bytes/ex "
+            "| dense bytes/ex | CPU us/ex | rows/owner max (mean) | predicted ex/s "
+            "| compute-bound ex/s |")
+    lines = [head, "|" + "---:|" * 14]
     for r in rows:
         lines.append(
             f"| {r['p']} | {r['w']} | {r['staleness']} | {r['dense']} | {r['batch']} "
-            f"| {r['auc']:.4f} | {r['exchange_bytes_per_example']:,.0f} "
+            f"| {r['auc']:.4f} | {r['stale_pull_share']:.1%} "
+            f"| {r['exchange_bytes_per_example']:,.0f} "
             f"| {r['remote_bytes_per_example']:,.0f} | {r['dense_bytes_per_example']:,.0f} "
             f"| {1e6 * r['cpu_s_per_example']:.0f} "
             f"| {r['rows_per_owner_max']:,} ({r['rows_per_owner_mean']:,.0f}) "
@@ -709,7 +722,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--w", default="", help="workers (W); default: W = P for each P")
     ap.add_argument("--staleness", default="0,1", help="rounds a push may be late (S)")
     ap.add_argument("--dense", default="sum,avg4", help="dense schedules: sum, avgN")
-    ap.add_argument("--batch", default="32",
+    ap.add_argument("--batch", default="32,32w",
                     help="examples per round: N, or Nw for N per worker (comma-separated)")
     ap.add_argument("--split", default="user", choices=["user", "index"],
                     help="how a round's examples go to workers")
