@@ -670,6 +670,34 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: Sequence[dict[str, Any]], path: Any) -> None:
+    """``scale_auc.png`` and ``scale_throughput.png`` in ``path``: per schedule, AUC and
+    predicted examples/s against the subtasks (W = P rows only)."""
+    from experiments import plots
+
+    series: dict[str, dict[str, tuple[list[int], list[float]]]] = {"auc": {}, "rate": {}}
+    for r in rows:
+        if r["p"] != r["w"]:
+            continue
+        name = f"S={r['staleness']} {r['dense']} batch {r['batch']}"
+        for key, field_ in (("auc", "auc"), ("rate", "predicted_examples_per_s")):
+            xs, ys = series[key].setdefault(name, ([], []))
+            xs.append(r["p"])
+            ys.append(r[field_])
+    for name in list(series["auc"]):  # W = 1 has one schedule: start every line there
+        first = next((r for r in rows if r["p"] == r["w"] == 1
+                      and name.startswith(f"S={r['staleness']} ")), None)
+        if first is not None and series["auc"][name][0][0] != 1:
+            for key, field_ in (("auc", "auc"), ("rate", "predicted_examples_per_s")):
+                series[key][name][0].insert(0, 1)
+                series[key][name][1].insert(0, first[field_])
+    plots.lines(path / "scale_auc.png", series["auc"], "P = W (subtasks)", "progressive AUC",
+                "One model across P owners and W workers: quality", logx=True, markers=True)
+    plots.lines(path / "scale_throughput.png", series["rate"], "P = W (subtasks)",
+                "predicted examples/s", "Predicted cluster rate from measured costs",
+                logx=True, markers=True)
+
+
 def run(setups: Sequence[Setup], limit: int = 0, seed: int = 0, gbps: float = 1.25,
         rtt_s: float = 1e-3, out: str = "") -> dict[str, Any]:
     """The baseline check, then every configuration; writes ``result.json``."""
@@ -712,6 +740,7 @@ def run(setups: Sequence[Setup], limit: int = 0, seed: int = 0, gbps: float = 1.
                      "trainer_rows": len(base.trainer.tables)},
         "runs": rows,
     }
+    plot(rows, path)
     write_result(path, result)
     return result
 
