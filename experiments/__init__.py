@@ -11,6 +11,7 @@ see the trainer's rows at their sync times. One module per experiment:
 :mod:`experiments.filters`          occurrence threshold and expiry vs memory vs AUC
 :mod:`experiments.drift`            a regime change: online vs daily batch over time
 :mod:`experiments.fresh_signals`    serving-time statistics and history vs a per-second LR
+:mod:`experiments.scale`            one model across P row owners and W workers (issue 22)
 ==================================  ===================================================
 
 Run one with ``freshet experiment NAME`` (or ``python -m experiments.NAME``); results

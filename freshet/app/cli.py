@@ -361,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
         "experiment", help="run one of the paper's experiments in-process (docs/results.md)"
     )
     ex.add_argument("name", choices=["hashing", "sync", "filters", "drift", "join_order",
-                                     "fresh_signals"])
+                                     "fresh_signals", "scale"])
     ex.add_argument("args", nargs=argparse.REMAINDER, help="passed on, e.g. --seeds 1")
     ex.set_defaults(func=cmd_experiment)
     tr = sub.add_parser("train", help="train online from the examples topic (Flink job)")
