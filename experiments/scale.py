@@ -761,7 +761,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="network per subtask, GB/s, for the prediction (1.25: 10 Gbit/s)")
     ap.add_argument("--rtt-us", type=float, default=1000.0,
                     help="one synchronous exchange's round trip, us, for the prediction")
+    ap.set_defaults(seeds=1)
     args = ap.parse_args(argv)
+    if args.seeds != 1:  # every configuration is one walk of seed 0
+        ap.error("scale runs one seed per configuration (--seeds 1)")
     for d in args.dense.split(","):
         parse_dense(d)
     setups = grid(_ints(args.p), _ints(args.w) or None, _ints(args.staleness),
