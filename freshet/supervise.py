@@ -91,6 +91,15 @@ class Service:
                 self._signal(signal.SIGKILL)
                 p.wait()
         self._signal(signal.SIGKILL)  # stragglers in the group (Python workers)
+        # A signal is delivered, not awaited: wait until the group is gone, so "stopped"
+        # means nothing it started still runs (a loaded machine took a moment).
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(p.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
         return p.returncode
 
     def kill(self) -> None:
