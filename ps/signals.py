@@ -196,10 +196,15 @@ N, POS, LIKE, VN, VSUM, VSQ = range(6)
 _BLOCK = struct.Struct("7d")
 
 
+def _decay(ts: int, last: float, half_life_ms: float) -> float:
+    """The factor that takes sums of time ``last`` to ``ts`` (1 for an earlier ``ts``)."""
+    return 2.0 ** (-(ts - last) / half_life_ms) if ts > last else 1.0
+
+
 def _at(a: bytearray, off: int, ts: int, half_life_ms: float) -> list[float]:
     """The sums of the block at ``off``, decayed to ``ts``."""
     last, *sums = _BLOCK.unpack_from(a, off)
-    f = 2.0 ** (-(ts - last) / half_life_ms) if ts > last else 1.0
+    f = _decay(ts, last, half_life_ms)
     return [v * f for v in sums]
 
 
@@ -209,8 +214,7 @@ _ZERO_BLOCK = bytes(_BLOCK.size)
 def _at_many(blocks: Sequence[bytes], ts: int, half_life_ms: float) -> np.ndarray:
     """The sums of many blocks (k x 6), each decayed to ``ts`` as :func:`_at` does."""
     a = np.frombuffer(b"".join(blocks), dtype=np.float64).reshape(len(blocks), 7)
-    f = [2.0 ** (-(ts - last) / half_life_ms) if ts > last else 1.0
-         for last in a[:, 0].tolist()]  # Python's pow: bit for bit _at's
+    f = [_decay(ts, last, half_life_ms) for last in a[:, 0].tolist()]  # Python's pow
     return a[:, 1:] * np.asarray(f)[:, None]
 
 
@@ -218,7 +222,7 @@ def _add(a: bytearray, off: int, e: Event, half_life_ms: float) -> None:
     """Fold ``e`` into the block at ``off``: decay to its time, then count it."""
     last, *s = _BLOCK.unpack_from(a, off)
     if e.ts > last:  # the same products as _at
-        f = 2.0 ** (-(e.ts - last) / half_life_ms)
+        f = _decay(e.ts, last, half_life_ms)
         s = [v * f for v in s]
         last = e.ts
     s[N] += e.shown
@@ -334,18 +338,24 @@ class SignalState:
         all candidates (or distinct categories) at once.
         """
         prior = self.spec.prior
+        read: dict[tuple, list[float] | np.ndarray] = {}  # signals of one tag share reads
 
         def one(entity: str, key: tuple, tag: str) -> list[float]:
-            a = self.counters[entity].get(key)
-            return (_at(a, self.offsets[tag], now_ms, self.half_lives_ms[tag])
+            if (entity, key, tag) not in read:
+                a = self.counters[entity].get(key)
+                read[entity, key, tag] = (
+                    _at(a, self.offsets[tag], now_ms, self.half_lives_ms[tag])
                     if a is not None else [0.0] * 6)
+            return read[entity, key, tag]
 
         def many(entity: str, keys: Sequence[tuple], tag: str) -> np.ndarray:
-            table, off = self.counters[entity], self.offsets[tag]
-            end = off + _BLOCK.size
-            blocks = [_ZERO_BLOCK if (a := table.get(key)) is None else a[off:end]
-                      for key in keys]
-            return _at_many(blocks, now_ms, self.half_lives_ms[tag])
+            if (entity, tag) not in read:  # one list of keys per entity in a request
+                table, off = self.counters[entity], self.offsets[tag]
+                end = off + _BLOCK.size
+                blocks = [_ZERO_BLOCK if (a := table.get(key)) is None else a[off:end]
+                          for key in keys]
+                read[entity, tag] = _at_many(blocks, now_ms, self.half_lives_ms[tag])
+            return read[entity, tag]
 
         distinct = list(dict.fromkeys(c for cats in categories for c in cats))
         columns: dict[str, list[list[int]]] = {}  # per signal, each candidate's IDs
