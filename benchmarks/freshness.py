@@ -51,8 +51,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -310,11 +308,6 @@ def metric(text: str, name: str) -> float | None:
     return None
 
 
-def scrape(port: int) -> str:
-    """The server's ``/metrics`` (Prometheus text)."""
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-
-
 class SignalProbes:
     """Brand-new users clicked once each; the time until a ranking logs the click in its
     ``hist_pos`` (module docstring)."""
@@ -491,7 +484,8 @@ def main() -> None:
                             for f in (probes.poll, signal_probes.poll)]
             for t in poll_threads:
                 t.start()
-            late0 = metric(scrape(port), LATE)  # the feed's catch-up at start not counted
+            # the feed's catch-up at start is not counted
+            late0 = metric(http(port, "/metrics")[1], LATE)
             traffic.set_rate(args.impressions_per_s)
             start, actions0 = time.monotonic(), traffic.actions
             start_ms = int(time.time() * 1000)
@@ -522,7 +516,7 @@ def main() -> None:
             reader.join(5)
             traffic.stop_event.set()
             traffic.join(10)
-            metrics = scrape(port)
+            metrics = http(port, "/metrics")[1]
             status = http(port, "/status")[1]
             lag = joiner_lag(cfg, start_ms)
         finally:

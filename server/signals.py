@@ -49,7 +49,7 @@ from collections.abc import Mapping, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-from freshet.config import Config
+from freshet.config import Config, ServingConfig
 from freshet.kafka import consumer, partitions
 from freshet.topics import Action, Impression, SchemaError
 from ps.signals import Event, SignalSpec, SignalState
@@ -80,7 +80,8 @@ class SignalFeed(threading.Thread):
     """
 
     def __init__(self, cfg: Config | None, spec: SignalSpec, category_slot: str,
-                 lateness_ms: int = 500, max_items: int = 1_000_000,
+                 lateness_ms: int = ServingConfig.signals_lateness_ms,
+                 max_items: int = 1_000_000,
                  rebuild_s: float = 0.0, positive_actions: Sequence[str] = ("click",),
                  like_action: str = "like") -> None:
         super().__init__(name="signal-feed", daemon=True)
@@ -102,8 +103,8 @@ class SignalFeed(threading.Thread):
         self._halt = threading.Event()
 
     @classmethod
-    def offline(cls, spec: SignalSpec, category_slot: str, lateness_ms: int = 500
-                ) -> SignalFeed:
+    def offline(cls, spec: SignalSpec, category_slot: str,
+                lateness_ms: int = ServingConfig.signals_lateness_ms) -> SignalFeed:
         """A feed that consumes nothing: events come through :meth:`add`."""
         return cls(None, spec, category_slot, lateness_ms)
 
