@@ -34,14 +34,10 @@ import time
 
 import numpy as np
 
+from benchmarks.proc import rss_bytes
 from ps import EmbeddingCollection
 from ps.config import SlotConfig, optimizer_config, optimizer_kinds
 from ps.table.cuckoo import BUCKET, ROW_WORD
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
 
 
 def rate(n: int, fn) -> float:  # noqa: ANN001

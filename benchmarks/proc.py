@@ -1,4 +1,5 @@
-"""Reading a process's or a thread's ``/proc/.../stat`` (Linux) for the benchmarks."""
+"""Reading a process's or a thread's ``/proc/.../stat`` and this process's memory
+(Linux) for the benchmarks."""
 
 from __future__ import annotations
 
@@ -29,3 +30,23 @@ def stat(path: Path) -> Stat:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     return stat(Path(f"/proc/{pid}/stat")).cpu_s
+
+
+def rss_bytes(field: str = "VmRSS") -> int:
+    """A memory figure of this process from ``/proc/self/status``, in bytes.
+
+    Parameters
+    ----------
+    field : str
+        ``VmRSS`` (resident now) or ``VmHWM`` (the peak resident).
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
