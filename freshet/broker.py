@@ -66,9 +66,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     kernel's own pick (bind to port 0) comes from the ephemeral range, the range every
     outgoing connection takes its local port from: a Kafka client connecting meanwhile
     can take it, and the server then fails to bind (a JobManager exits with a
-    ``BindException``). So
-    the port is drawn below that range, where no outgoing connection is ever placed,
-    and never twice in one process.
+    ``BindException``). So the port is drawn below that range, where no outgoing
+    connection is ever placed, and never twice in one process.
 
     Examples
     --------
