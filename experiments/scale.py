@@ -347,16 +347,7 @@ class SummedDense:
         self._tf = tf
 
     def _dense_grads(self, pooled: Any, labels: Any, offset: Any) -> tuple[Any, ...]:
-        import tensorflow as tf
-
-        t = self.trainer
-        variables = t.model.trainable_variables
-        with tf.GradientTape() as tape:
-            tape.watch(pooled)
-            logits = t.model(pooled) + offset
-            loss = tf.reduce_sum(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
-        g_pooled, *g_dense = tape.gradient(loss, [pooled, *variables])
+        logits, g_pooled, loss, g_dense = self.trainer._dense_grads(pooled, labels, offset)
         return (logits, g_pooled, loss, *g_dense)
 
     def _dense_apply(self, grads: list[Any], n: Any) -> Any:
