@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -261,7 +262,12 @@ class SignalState:
         self.counters: dict[str, OrderedDict[tuple, bytearray]] = {
             e: OrderedDict() for e in ("global", "item", "user", "cat", "ucat")
             if e in entities}
-        self.hist: dict[str, dict[int, tuple[int, ...]]] = {
+        # A history is the bytes of its int64 item IDs, not a tuple: a plain dict
+        # whose values are all untracked is itself untracked by a full collection, and
+        # one tracked value put in it again (every new tuple is tracked) sends the whole
+        # dict back to generation 0, where the next young collections traverse its
+        # millions of entries (seconds of a request's lock at millions of users).
+        self.hist: dict[str, dict[int, bytes]] = {
             w: {} for w in ("pos", "shown") if f"hist_{w}" in spec.signals}
         self.last_seen: OrderedDict[int, int] = OrderedDict()  # user -> ms of the last event
         self.last_ts = -math.inf  # ms of the latest event folded
@@ -292,7 +298,7 @@ class SignalState:
         for what, flag in (("pos", e.positive), ("shown", e.shown)):
             if flag and what in self.hist:
                 h = self.hist[what]
-                h[e.user] = _push(h.get(e.user, ()), e.item, n)
+                h[e.user] = _push(h.get(e.user, b""), e.item, n)
         if self.hist:
             self.last_seen[e.user] = e.ts  # events come in time order
             self.last_seen.move_to_end(e.user)
@@ -320,6 +326,11 @@ class SignalState:
             del self.last_seen[user]
             for h in self.hist.values():
                 h.pop(user, None)
+
+    def history(self, what: str, user: int) -> list[int]:
+        """User ``user``'s items of history ``what`` (``"pos"``, ``"shown"``), most
+        recent first."""
+        return array("q", self.hist[what].get(user, b"")).tolist()
 
     def signals(self, user: int, item: int, categories: Sequence[int], now_ms: int
                 ) -> dict[str, list[int]]:
@@ -362,7 +373,7 @@ class SignalState:
         for name in self.spec.signals:
             entity, what = SIGNALS[name]
             if entity == "hist":
-                h = list(self.hist[what].get(user, ()))
+                h = self.history(what, user)
                 columns[name] = [h] * len(items)
                 continue
             stat, _, rest = what.partition("_")
@@ -389,9 +400,12 @@ class SignalState:
                 for row in zip(*columns.values(), strict=True)]
 
 
-def _push(h: tuple[int, ...], item: int, n: int) -> tuple[int, ...]:
-    """Most recent first, at most ``n``; an item already there moves to the front."""
-    return (item, *(x for x in h if x != item))[:n]
+def _push(h: bytes, item: int, n: int) -> bytes:
+    """History ``h`` (int64 IDs, most recent first) with ``item`` in front, at most
+    ``n`` long; an item already there moves to the front."""
+    a = array("q", (item,))
+    a.extend(x for x in array("q", h) if x != item)
+    return a[:n].tobytes()
 
 
 def _buckets(stat: str, s: np.ndarray, p: Sequence[float] | None, g: Sequence[float],

@@ -91,7 +91,7 @@ def test_state_is_bounded_by_ttl_and_history_length() -> None:
     assert len(state.counters["user"]) <= 113 and len(state.hist["pos"]) <= 113
     for k in range(10):
         state.fold(Event(2_000_000 + k, user=1, item=k, positive=1))
-    assert list(state.hist["pos"][1]) == [9, 8, 7]
+    assert state.history("pos", 1) == [9, 8, 7]
 
 
 def test_buckets_of_unseen_keys_are_their_prior() -> None:

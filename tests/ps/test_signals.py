@@ -53,3 +53,20 @@ def test_the_state_holds_nothing_the_garbage_collector_scans() -> None:
     held += [h for hist in state.hist.values() for h in hist.values()]
     assert len(held) > 500
     assert not any(gc.is_tracked(v) for v in held)
+
+
+def test_a_fold_after_a_full_collection_sends_no_table_back_to_the_young_generation() -> None:
+    # A plain dict whose values are all untracked is untracked by a full collection;
+    # one new tracked value (a tuple history) re-tracks it into generation 0, and the
+    # next young collections traverse every entry: seconds at millions of users.
+    state = random_state(4, SignalSpec(signals=tuple(SIGNALS)))
+    gc.collect()
+    gc.disable()  # no collection between the fold and the look
+    try:
+        state.fold(Event(10_000_000, user=999, item=5, categories=(1,), positive=1))
+        young = {id(o) for o in gc.get_objects(generation=0)}
+    finally:
+        gc.enable()
+    tables = [*state.counters.values(), *state.hist.values(), state.last_seen]
+    assert len(state.hist) == 2 and state.history("pos", 999) == [5]
+    assert not any(id(t) in young for t in tables)

@@ -4,6 +4,7 @@ scored and logged with each impression."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 from pathlib import Path
 
@@ -108,3 +109,19 @@ def test_the_feed_s_counts_are_served_metrics(tmp_path: Path) -> None:
     assert 'freshet_serving_signal_events_total{outcome="folded"} 2.0' in text
     assert 'freshet_serving_signal_events_total{outcome="late"} 1.0' in text
     assert "freshet_serving_signal_pending 1.0" in text  # 6_500 waits
+
+
+def test_no_collection_traverses_the_feeds_tables() -> None:
+    """A full collection walked the state key by key (~1.7 s at 3M keys): the feed
+    freezes its tables while they are empty, so the collector never sees them."""
+    feed = SignalFeed.offline(SignalSpec(signals=("item_n", "ucat_rate", "hist_pos")),
+                              "genre", lateness_ms=0)
+    for i in range(50):
+        feed.add(Impression(f"r{i}", i % 7, i % 5, 1_000 * i, {"genre": [i % 3]}))
+        feed.add(Action(f"r{i}", i % 7, i % 5, 1_000 * i + 1, "click"))
+    gc.collect()
+    collected = {id(o) for o in gc.get_objects()}  # generations 0-2, not the frozen
+    state = feed.state
+    tables = [*state.counters.values(), state.last_seen, feed.categories]
+    assert len(state.counters["item"]) == 7 and len(feed.categories) == 7
+    assert not any(id(t) in collected for t in tables)
