@@ -29,7 +29,8 @@ event time that ends at 50% / 100% of the run (the peak of a window, so that one
 luck does not decide the verdict). ``bounded``: ``keys_100 <= 1.1 keys_50`` and
 ``plateau = rss_100 / rss_50 <= 1.15``. ``events_per_s`` is the fold rate (generation
 included) and ``rate_ratio`` the second half's over the first's; ``max_add_ms`` the
-longest single ``add`` (it holds the lock that requests read with).
+longest single ``add`` (it holds the lock that requests read with); ``gc`` the garbage
+collector's pauses during the run, per generation (collections, longest, total).
 
 Unless ``--no-ttl`` or ``--control-users 0``, a control run with eviction off (``ttl_s``
 huge) of ``--control-users`` users runs after the soak in a fresh process (its RSS not
@@ -39,6 +40,7 @@ mixed with the soak's): what unbounded growth looks like, under ``control``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -161,6 +163,16 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
     clicks = 0
     worst_add = 0.0
     perf = time.perf_counter
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}  # per generation, seconds
+    began = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = perf()
+        else:
+            pauses[info["generation"]].append(perf() - began[0])
+
+    gc.callbacks.append(on_gc)
     start = perf()
     last_log = 0.0  # wall seconds from start, as Sample.wall_s
 
@@ -214,6 +226,7 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
                         f"rss {s_.rss / 2**20:,.0f} MiB, "
                         f"{s_.events / max(s_.wall_s, 1e-9):,.0f} events/s")
     wall = perf() - start
+    gc.callbacks.remove(on_gc)
 
     def at(done: int) -> Sample:
         return next(s for s in out if s.impressions == done)
@@ -247,6 +260,8 @@ def soak(users: int, ttls: float = 12.0, no_ttl: bool = False,
         "events_per_s": round(full.events / wall),
         "rate_ratio": round(second_rate / first_rate, 3),
         "max_add_ms": round(worst_add * 1000, 1),
+        "gc": {str(g): {"collections": len(p), "max_ms": round(max(p, default=0) * 1000, 1),
+                        "total_s": round(sum(p), 2)} for g, p in pauses.items()},
         "wall_s": round(wall, 1),
         "bounded": verdict(k50, k100, half.rss, full.rss),
     }

@@ -225,12 +225,14 @@ def test_java_buckets_equal_reference_buckets() -> None:
     for _ in range(400):
         s, p, g = sums(), sums(), sums()
         prior = float(rng.choice([1.0, 10.0, rng.exponential(5.0) + 0.01]))
+        # Each element set is a py4j round trip: build a draw's arrays once.
+        s_java, p_java, g_java = java_array(s), java_array(p), java_array(g)
         for stat in ("n", "rate", "like", "vmean", "vstd"):
             g6 = g[:6]
             # The global prior (None), and a user's.
-            for prior6, prior_java in ((None, None), (p[:6], java_array(p))):
+            for prior6, prior_java in ((None, None), (p[:6], p_java)):
                 py = signals._bucket(stat, s[:6], prior6, g6, prior)
-                jv = fn.eval(stat, java_array(s), prior_java, java_array(g), prior)
+                jv = fn.eval(stat, s_java, prior_java, g_java, prior)
                 assert jv == py, (stat, s, prior6, g, prior)
                 checked += 1
     assert checked == 4_000
