@@ -65,7 +65,7 @@ def test_an_action_counts_with_its_item_s_categories_from_the_latest_impression(
     feed.add(Impression("r", 7, 1, 1_000, {"genre": [30, 31]}))
     feed.add(Action("r", 7, 1, 2_000, "click"))
     cats = feed.state.counters["cat"]
-    assert set(cats) == {(30,), (31,)}
+    assert set(cats) == {30, 31}
     assert all(_at(a, 0, 2_000, 1e12)[POS] == 1.0 for a in cats.values())  # one positive each
 
 
