@@ -112,7 +112,7 @@ def test_the_feed_s_counts_are_served_metrics(tmp_path: Path) -> None:
 
 
 def test_no_collection_traverses_the_feeds_tables() -> None:
-    """A full collection walked the state key by key (~1.7 s at 3M keys): the feed
+    """A full collection walked the state key by key (0.37 s at 4M keys): the feed
     freezes its tables while they are empty, so the collector never sees them."""
     feed = SignalFeed.offline(SignalSpec(signals=("item_n", "ucat_rate", "hist_pos")),
                               "genre", lateness_ms=0)
