@@ -45,6 +45,7 @@ import itertools
 import logging
 import threading
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -95,7 +96,9 @@ class SignalFeed(threading.Thread):
         self.positive_actions = frozenset(positive_actions)
         self.like_action = like_action
         self.state = SignalState(spec)
-        self.categories: OrderedDict[int, tuple[int, ...]] = OrderedDict()
+        # item -> the bytes of its int64 category IDs (a tuple would be tracked by the
+        # garbage collector: a million of them piled up in generation 0)
+        self.categories: OrderedDict[int, bytes] = OrderedDict()
         # The state's ordered tables are containers the garbage collector always
         # tracks, so every full collection would walk them key by key (0.37 s at 4M
         # keys, holding the GIL while requests wait). Frozen now, while they are empty,
@@ -135,14 +138,14 @@ class SignalFeed(threading.Thread):
         with self._lock:  # requests read the categories too
             if isinstance(event, Impression):
                 cats = tuple(event.slots.get(self.category_slot, ()))
-                self.categories[event.item_id] = cats
+                self.categories[event.item_id] = array("q", cats).tobytes()
                 self.categories.move_to_end(event.item_id)
                 if len(self.categories) > self.max_items:
                     self.categories.popitem(last=False)
                 e = Event(event.ts, event.user_id, event.item_id, cats)
             else:
                 e = Event(event.ts, event.user_id, event.item_id,
-                          self.categories.get(event.item_id, ()), shown=0,
+                          self.item_categories(event.item_id), shown=0,
                           positive=int(event.action in self.positive_actions),
                           like=int(event.action == self.like_action))
             heapq.heappush(self.pending, (e.ts, next(self._seq), e))
@@ -160,12 +163,16 @@ class SignalFeed(threading.Thread):
             self.folded += 1
 
     # -- reading ---------------------------------------------------------------------
+    def item_categories(self, item_id: int) -> tuple[int, ...]:
+        """The categories of ``item_id``'s latest impression (``()`` if none is known)."""
+        return tuple(array("q", self.categories.get(item_id, b"")))
+
     def signals_for(self, user_id: int, item_ids: Sequence[int],
                     item_slots: Sequence[Mapping[str, Sequence[int]]], now_ms: int
                     ) -> list[dict[str, list[int]]]:
         """Each candidate's signal slots for ``user_id``, read at ``now_ms``."""
         with self._lock:
-            cats = [tuple(slots.get(self.category_slot, ())) or self.categories.get(item, ())
+            cats = [tuple(slots.get(self.category_slot, ())) or self.item_categories(item)
                     for item, slots in zip(item_ids, item_slots, strict=True)]
             return self.state.signals_many(user_id, item_ids, cats, now_ms)
 

@@ -113,15 +113,23 @@ def test_the_feed_s_counts_are_served_metrics(tmp_path: Path) -> None:
 
 def test_no_collection_traverses_the_feeds_tables() -> None:
     """A full collection walked the state key by key (0.37 s at 4M keys): the feed
-    freezes its tables while they are empty, so the collector never sees them."""
+    freezes its tables while they are empty, so the collector never sees them, and
+    nothing it keeps in them is tracked (kept tuples piled up in generation 0)."""
     feed = SignalFeed.offline(SignalSpec(signals=("item_n", "ucat_rate", "hist_pos")),
                               "genre", lateness_ms=0)
-    for i in range(50):
-        feed.add(Impression(f"r{i}", i % 7, i % 5, 1_000 * i, {"genre": [i % 3]}))
-        feed.add(Action(f"r{i}", i % 7, i % 5, 1_000 * i + 1, "click"))
+    gc.disable()  # what is kept must be untracked from the start, not after a collection
+    try:
+        for i in range(50):
+            feed.add(Impression(f"r{i}", i % 7, i % 5, 1_000 * i, {"genre": [i % 3]}))
+            feed.add(Action(f"r{i}", i % 7, i % 5, 1_000 * i + 1, "click"))
+        kept = [x for kv in feed.categories.items() for x in kv]
+        assert not any(gc.is_tracked(x) for x in kept)
+    finally:
+        gc.enable()
     gc.collect()
     collected = {id(o) for o in gc.get_objects()}  # generations 0-2, not the frozen
     state = feed.state
     tables = [*state.counters.values(), state.last_seen, feed.categories]
-    assert len(state.counters["item"]) == 7 and len(feed.categories) == 7
+    assert len(state.counters["item"]) == 7 and len(kept) == 14
     assert not any(id(t) in collected for t in tables)
+    assert feed.item_categories(3) == (0,) and feed.item_categories(99) == ()
