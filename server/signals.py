@@ -79,6 +79,12 @@ class SignalFeed(threading.Thread):
         At start, read the topics from this long ago (0: from their oldest record).
     positive_actions, like_action
         Which actions count as positives and as likes (``stats.*``, as the job counts).
+
+    Notes
+    -----
+    Making a feed calls :func:`gc.freeze`: every object alive then moves to the
+    collector's permanent generation, the feed's empty tables with it, so that no
+    collection walks the state as it grows to millions of keys (docs/signals.md).
     """
 
     def __init__(self, cfg: Config | None, spec: SignalSpec, category_slot: str,
