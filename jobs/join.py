@@ -323,6 +323,10 @@ def build(
     if bounds is None and cfg.joiner.idle_timeout_s > 0:
         conf.set("table.exec.source.idle-timeout", f"{round(cfg.joiner.idle_timeout_s * 1000)} ms")
     conf.set("table.exec.state.ttl", f"{state_ttl_ms(cfg) if ttl_ms is None else ttl_ms} ms")
+    # The batcher's stamps (ExampleBatcher.decidedBelow) hold only if the interval join
+    # emits a negative as soon as its watermark passes the window's end; a cleanup
+    # interval delays it past the watermark the join forwards.
+    conf.set("table.exec.interval-join.min-cleanup-interval", "0 ms")
     stmt_set = t_env.create_statement_set()
     loaded = load_sql(cfg, files, bounds, group, params)
     for i, (name, stmt) in enumerate(loaded):

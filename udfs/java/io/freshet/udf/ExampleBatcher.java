@@ -24,9 +24,10 @@ import org.apache.flink.util.Collector;
  * {@code intervalMs} of processing time as {@code {"v":1,"examples":[...]}}, and at the
  * end of a bounded input (its final watermark). Output: {@code (message, decided)}.
  *
- * <p>{@code decided} is this operator's event-time watermark at its previous flush: the
- * minimum over every upstream join subtask of its output watermark, which the interval
- * join holds back by its window. Every impression up to it has had its example
+ * <p>{@code decided} is one millisecond below this operator's event-time watermark at its
+ * previous flush (the minimum over every upstream join subtask of its output
+ * watermark, which the interval join holds back by its window; see
+ * {@link #decidedBelow}). Every impression up to it has had its example
  * emitted, and records and watermarks travel in order on each channel, so every such
  * example routed here reached an earlier message. With one writer per partition
  * (the examples sink's fixed partitioner) the stamps of a partition never decrease,
@@ -106,6 +107,17 @@ public final class ExampleBatcher extends KeyedProcessFunction<Integer, Row, Row
         }
     }
 
+    /**
+     * The event time up to which every row has reached this operator, given its
+     * watermark {@code w}: {@code w - 1}. The interval join emits an unmatched row at
+     * {@code t} once its input watermark exceeds {@code t + window} (its expiry is
+     * {@code watermark - window - 1}) but forwards {@code watermark - window}, so at
+     * an output watermark {@code w} a row at exactly {@code w} may still follow.
+     */
+    static long decidedBelow(long w) {
+        return w == Long.MIN_VALUE ? Long.MIN_VALUE : w - 1;
+    }
+
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
         long watermark = ctx.timerService().currentWatermark();
@@ -113,7 +125,7 @@ public final class ExampleBatcher extends KeyedProcessFunction<Integer, Row, Row
             stamp = passWatermark;  // the final flush: every row up to the last pass is out
         } else if (timestamp != lastPass) {  // the first key of a new pass
             stamp = passWatermark;
-            passWatermark = Math.max(passWatermark, watermark);
+            passWatermark = Math.max(passWatermark, decidedBelow(watermark));
             lastPass = timestamp;
         }
         Iterable<String> rows = pending.get();
