@@ -56,12 +56,11 @@ from experiments.common import base_args, mean_std, out_dir, write_result
 from experiments.streams import micro_batches, second_batches
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, TrainConfig
-from freshet.data.movielens import LIKE_RATING, load_ratings, model_configs
+from freshet.data.movielens import LIKE_RATING, load_ratings, signals_model
 from freshet.data.movielens import examples as movielens_rows
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.produce.synthetic import events as synthetic_events
 from freshet.topics import Action, Example, Impression
-from ps.config import AdagradConfig, SlotConfig
 from ps.evaluation import auc
 from ps.signals import Event, SignalSpec, point_in_time
 from udfs.popularity import UserItemPopularity
@@ -69,7 +68,6 @@ from udfs.popularity import UserItemPopularity
 STATS = ("item_n", "item_rate", "item_vmean", "user_n", "user_rate", "user_vmean",
          "user_rate_recent", "cat_rate", "ucat_rate")
 HISTORY = ("hist_pos",)
-HISTORY_SLOTS = ("hist_pos", "hist_shown")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "today": (), "stats": STATS, "history": HISTORY, "both": STATS + HISTORY}
 BASE_SLOTS = ("user_id", "item_id", "genre", "gender", "age", "occupation")
@@ -137,35 +135,6 @@ def with_signals(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]]
 
 
 # -- the models --------------------------------------------------------------------------
-
-def model_for(kind: str, signals: Sequence[str], base: Sequence[str] = BASE_SLOTS,
-              signal_lr: float | None = None, history_lr: float | None = None
-              ) -> ModelConfig:
-    """The MovieLens preset of ``kind`` (``deepfm``, ``lr``; ``dcn``: DeepFM's
-    settings) on ``base`` slots plus one slot per signal, of the preset's dim. Signal
-    slots learn at ``signal_lr`` and history slots at ``history_lr`` (default: the
-    preset's slot learning rate).
-
-    Examples
-    --------
-    >>> m = model_for("lr", ["user_rate", "hist_pos"], history_lr=0.01)
-    >>> [(s.name, s.dim, s.optimizer.learning_rate) for s in m.slots][-3:]
-    [('occupation', 1, 0.5), ('user_rate', 1, 0.5), ('hist_pos', 1, 0.01)]
-    """
-    presets = dict(zip(("deepfm", "lr"), model_configs(16), strict=True))
-    preset = presets["deepfm" if kind == "dcn" else kind]
-    if kind == "dcn":
-        preset = dataclasses.replace(preset, kind="dcn", model_id="dcn")
-    s0 = preset.slots[0]
-
-    def lr(name: str) -> float:
-        group = history_lr if name in HISTORY_SLOTS else signal_lr
-        return s0.optimizer.learning_rate if name in base or group is None else group
-
-    slots = [SlotConfig(n, dim=s0.dim, optimizer=AdagradConfig(learning_rate=lr(n)))
-             for n in (*base, *signals)]
-    return dataclasses.replace(preset, slots=slots)
-
 
 class PerSecondLR:
     """River's logistic regression, in-process: one weight per (slot, ID), AdaGrad.
@@ -286,11 +255,11 @@ def evaluate(exs: Sequence[Example], signals: Sequence[dict[str, list[int]]],
         f"{auc(scores['lr_per_second'][0], labels):.4f}, with signals "
         f"{auc(scores['lr_per_second_signals'][0], labels):.4f} "
         f"({time.perf_counter() - t:.0f}s)")
-    jobs = [(name, seed, model_for(settings.kind, names, base, settings.signal_lr,
+    jobs = [(name, seed, signals_model(settings.kind, names, base, settings.signal_lr,
                                    settings.history_lr), True)
             for seed in range(seeds) for name, names in variants.items()]
     if settings.micro32:
-        jobs.append(("deepfm_micro32", 0, model_for("deepfm", (), base), False))
+        jobs.append(("deepfm_micro32", 0, signals_model("deepfm", (), base), False))
     with _pool(settings.workers) as pool:
         futures = [pool.submit(_walk, full if per_second else list(exs), model, seed,
                                per_second) for name, seed, model, per_second in jobs]

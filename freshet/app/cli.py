@@ -315,7 +315,7 @@ def cmd_submit(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from freshet.app.demo import DemoOptions, run_demo
 
-    return run_demo(cfg, DemoOptions(rate=args.rate, limit=args.limit))
+    return run_demo(cfg, DemoOptions(rate=args.rate, limit=args.limit, signals=args.signals))
 
 
 def cmd_experiment(cfg: Config, args: argparse.Namespace) -> int:
@@ -356,6 +356,8 @@ def parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="run the end-to-end demo on the embedded defaults")
     dm.add_argument("--rate", type=float, default=2000.0, help="replay pace, events/s")
     dm.add_argument("--limit", type=int, default=0, help="replay the first N ratings (0: all)")
+    dm.add_argument("--signals", action="store_true",
+                    help="the model also reads the fresh signals (stats.signals, docs/signals.md)")
     dm.set_defaults(func=cmd_demo)
     ex = sub.add_parser(
         "experiment", help="run one of the paper's experiments in-process (docs/results.md)"

@@ -40,15 +40,16 @@ from typing import Any
 import numpy as np
 
 from freshet.app.demo_report import DemoRun, write_report
-from freshet.app.demo_served import ServedScores, rank_request
+from freshet.app.demo_served import ServedScores, rank_request, with_signals
 from freshet.app.demo_watch import MetricsTail, Sample, SendLog, http
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config
-from freshet.data.movielens import default_model, load_ratings, titles
+from freshet.data.movielens import default_model, load_ratings, signals_model, titles
 from freshet.kafka import end_offsets
 from freshet.supervise import Service, ServiceError
 from freshet.topics import Impression
 from jobs.metrics import JoinWatch
+from server.signals import SignalFeed
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,24 @@ class DemoOptions:
     max_wait_s: float = 240.0  # at most this long after the replay
     ready_timeout_s: float = 180.0
     candidates: int = 100
+    # The model also reads the fresh signals (``stats.signals``, docs/signals.md): the
+    # server computes them from the topics, and the replay's impressions carry the ones
+    # a live server would have logged with them.
+    signals: bool = False
 
 
-def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path) -> Config:
-    """The children's config: ``cfg`` with the demo's broker, port, model and syncs."""
+def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path,
+                signals: bool = False) -> Config:
+    """The children's config: ``cfg`` with the demo's broker, port, model and syncs;
+    ``signals``: the model also has a slot per ``stats.signals`` (learning slower than
+    the ID slots, as ``freshet experiment fresh_signals`` found best)."""
+    model = (signals_model("deepfm", cfg.stats.signals, signal_lr=0.01, history_lr=0.005)
+             if signals else default_model())
     return dataclasses.replace(
         cfg, work_dir=str(state_dir),
         kafka=dataclasses.replace(cfg.kafka, bootstrap=bootstrap),
         flink=dataclasses.replace(cfg.flink, parallelism=1),
-        model=default_model(),
+        model=model,
         sync=dataclasses.replace(cfg.sync, sparse_sync_interval_s=1.0,
                                  dense_sync_interval_s=5.0),
         # Event time runs ~1,100 ratings per wall second here, so negatives arrive
@@ -139,7 +149,7 @@ def run_demo(cfg: Config, opts: DemoOptions | None = None) -> int:
     print(f"[demo] replaying {len(ratings):,} MovieLens ratings through broker, joiner, "
           f"trainer and server; logs in {logs}", flush=True)
     with EmbeddedBroker(log_path=logs / "kafka.log") as broker:
-        dcfg = demo_config(cfg, broker.bootstrap, free_port(), state)
+        dcfg = demo_config(cfg, broker.bootstrap, free_port(), state, opts.signals)
         procs = services(dcfg, logs)
         tail = MetricsTail(dcfg)
         try:
@@ -216,6 +226,9 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     joined.start()
 
     served = ServedScores(ratings)
+    feed = SignalFeed.for_model(cfg)  # the server's signals, fed by the producer (never started)
+    if feed is not None:
+        print(f"[demo] fresh signals on: {', '.join(feed.spec.signals)}", flush=True)
 
     def on_event(ev: Any) -> None:
         sent.record(ev.ts)
@@ -225,6 +238,8 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
         try:
             # Impressions the live server scored go out with their score (demo_served).
             replay = served.annotate(movielens.events(ratings))
+            if feed is not None:  # and with the signals a live server would have logged
+                replay = with_signals(replay, feed)
             warm = send(cfg, itertools.islice(replay, opts.warmup_events),
                         rate=opts.warmup_rate, progress=None, on_event=on_event)
             s = send(cfg, replay, rate=opts.rate, progress=None, on_event=on_event)
@@ -243,8 +258,10 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
     items = sorted(item_slots)
 
     def rank_body(user: int, cands: list[int]) -> dict[str, Any]:
-        # shown=0: these rankings are not impressions (nothing of the replay was shown)
-        return rank_request(user_slots[user], {i: item_slots[i] for i in cands}, shown=0)
+        # shown=0: these rankings are not impressions (nothing of the replay was shown);
+        # at the replay's time, not the wall clock's (the signals decay with event time)
+        return rank_request(user_slots[user], {i: item_slots[i] for i in cands}, shown=0,
+                            ts=sent.last[0] if sent.last else ratings[0].ts)
 
     def served_rank(body: dict[str, Any]) -> dict[str, Any] | None:
         code, out = http(port, "/rank", body)
@@ -323,7 +340,8 @@ def _loop(cfg: Config, procs: list[Service], tail: MetricsTail, ratings: list,
                      order=run.windows[-1].get("order") if run.windows else None,
                      served_auc_returning=served.auc(returning=True),
                      served_auc_new=served.auc(returning=False),
-                     served_returning=int(sum(served.returning)))
+                     served_returning=int(sum(served.returning)),
+                     signals=list(feed.spec.signals) if feed is not None else [])
     st = run.stats
     print(f"[demo] served AUC from the scores logged with the impressions: "
           f"{_fmt(st['logged_served_auc'])} over {st['logged_served'] or 0:,.0f} impressions "

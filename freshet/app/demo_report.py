@@ -102,6 +102,7 @@ def _markdown(run: DemoRun, fresh: list[float]) -> str:
         f"| served AUC, users already in the replay ({st.get('served_returning', 0):,}) / "
         f"new users | {or_dash(st.get('served_auc_returning'), '.4f')} / "
         f"{or_dash(st.get('served_auc_new'), '.4f')} |",
+        f"| fresh signals the model reads | {', '.join(st.get('signals') or []) or 'none'} |",
         f"| impressions produced / joined into examples / trained | "
         f"{st.get('produced', 0):,} / {st.get('joined', 0):,} / {last.get('trained', 0):,.0f} |",
         f"| the trainer's largest lag behind the producer | {st.get('max_behind', 0):,} "

@@ -49,13 +49,16 @@ import numpy as np
 from freshet.data.movielens import ITEM_SLOTS, USER_SLOTS, Rating
 from freshet.topics import Impression
 from ps import evaluation
+from server.signals import SignalFeed
 
 
 def rank_request(user_slots: dict[str, list[int]], items: dict[int, dict[str, list[int]]],
-                 shown: int | None = None) -> dict[str, Any]:
+                 shown: int | None = None, ts: int | None = None) -> dict[str, Any]:
     """A ``/rank`` body: one user's slots and candidate items with their slots.
 
     ``shown=0``: the server logs none of them (the demo's frontend logs what it shows).
+    ``ts``: the request's event time (the replay's, not the wall clock: the fresh
+    signals are read at it).
 
     Examples
     --------
@@ -70,6 +73,8 @@ def rank_request(user_slots: dict[str, list[int]], items: dict[int, dict[str, li
                        for i, s in items.items()]}
     if shown is not None:
         body["shown"] = shown
+    if ts is not None:
+        body["ts"] = ts
     return body
 
 
@@ -131,13 +136,15 @@ class ServedScores:
             returning = (self.user_start[start:stop] < self.position).tolist()
         by_user: dict[int, dict[int, dict[str, list[int]]]] = {}
         user_slots: dict[int, dict[str, list[int]]] = {}
+        user_ts: dict[int, int] = {}
         for i in picked:
             r = self.ratings[i]
             by_user.setdefault(r.user_id, {})[r.item_id] = r.slots
             user_slots[r.user_id] = r.slots
+            user_ts.setdefault(r.user_id, r.ts)
         answers: dict[int, dict[str, Any]] = {}
         for user, items in by_user.items():
-            out = rank(rank_request(user_slots[user], items, shown=0))
+            out = rank(rank_request(user_slots[user], items, shown=0, ts=user_ts[user]))
             if out is None:
                 break
             for it in out["items"]:
@@ -194,3 +201,28 @@ class ServedScores:
             labels, scores = labels[keep], scores[keep]
         v = evaluation.auc(scores, labels)  # nan when one label (or none) was scored
         return None if np.isnan(v) else v
+
+
+def with_signals(events: Iterable[Any], feed: SignalFeed) -> Iterator[Any]:
+    """The replay's events, each impression with the fresh signals a live server
+    following the log would have logged with it: read from ``feed`` at the impression's
+    time, before the impression itself is folded in (``server.signals``, the serving
+    feed's own code, fed the events in the order they are sent).
+
+    Examples
+    --------
+    The second impression of item 7 sees the first (count bucket 2), the first none:
+
+    >>> from ps.signals import SignalSpec
+    >>> feed = SignalFeed.offline(SignalSpec(signals=("item_n",)), "genre", lateness_ms=0)
+    >>> evs = [Impression(f"r{u}", 7, u, 1_000, {"item_id": [7], "genre": [2]})
+    ...        for u in (1, 2)]
+    >>> [e.slots["item_n"] for e in with_signals(evs, feed)]
+    [[1], [2]]
+    """
+    for ev in events:
+        if isinstance(ev, Impression):
+            got = feed.signals_for(ev.user_id, [ev.item_id], [ev.slots], ev.ts)[0]
+            ev = dataclasses.replace(ev, slots={**ev.slots, **got})
+        feed.add(ev)
+        yield ev

@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -168,3 +169,32 @@ def default_model(dim: int = 16) -> ModelConfig:
     """The preset a MovieLens run uses unless told otherwise: the DeepFM of
     :func:`model_configs` (the demo's and the experiments')."""
     return model_configs(dim)[0]
+
+
+def signals_model(kind: str, signals: Sequence[str], base: Sequence[str] = tuple(SLOTS),
+                  signal_lr: float | None = None, history_lr: float | None = None
+                  ) -> ModelConfig:
+    """The MovieLens preset of ``kind`` (``deepfm``, ``lr``; ``dcn``: DeepFM's
+    settings) on ``base`` slots plus one slot per fresh signal (``ps.signals``), of the
+    preset's dim. Signal slots learn at ``signal_lr`` and the history slots
+    (``hist_*``) at ``history_lr`` (default: the preset's slot learning rate).
+
+    Examples
+    --------
+    >>> m = signals_model("lr", ["user_rate", "hist_pos"], history_lr=0.01)
+    >>> [(s.name, s.dim, s.optimizer.learning_rate) for s in m.slots][-3:]
+    [('occupation', 1, 0.5), ('user_rate', 1, 0.5), ('hist_pos', 1, 0.01)]
+    """
+    presets = dict(zip(("deepfm", "lr"), model_configs(16), strict=True))
+    preset = presets["deepfm" if kind == "dcn" else kind]
+    if kind == "dcn":
+        preset = dataclasses.replace(preset, kind="dcn", model_id="dcn")
+    s0 = preset.slots[0]
+
+    def lr(name: str) -> float:
+        group = history_lr if name.startswith("hist_") else signal_lr
+        return s0.optimizer.learning_rate if name in base or group is None else group
+
+    slots = [SlotConfig(n, dim=s0.dim, optimizer=AdagradConfig(learning_rate=lr(n)))
+             for n in (*base, *signals)]
+    return dataclasses.replace(preset, slots=slots)

@@ -19,6 +19,21 @@ def test_children_get_the_demo_config_through_the_environment(tmp_path: Path) ->
     assert [s.name for s in services(cfg, tmp_path)] == ["serve", "join", "train"]
 
 
+def test_the_signals_demo_gives_its_model_a_slot_per_signal_and_the_server_them(
+        tmp_path: Path) -> None:
+    from server.signals import SignalFeed
+
+    cfg = demo_config(Config(), "127.0.0.1:1", 1234, tmp_path, signals=True)
+    assert load_config(path=None, environ=config_env(cfg)) == cfg
+    names = [s.name for s in cfg.model.slots]
+    assert names == ["user_id", "item_id", "genre", "gender", "age", "occupation",
+                     *Config().stats.signals]
+    assert {s.optimizer.learning_rate for s in cfg.model.slots[6:]} == {0.01}
+    feed = SignalFeed.for_model(cfg)  # what the server and the producer both read
+    assert feed is not None and tuple(feed.spec.signals) == tuple(Config().stats.signals)
+    assert SignalFeed.for_model(demo_config(Config(), "127.0.0.1:1", 1, tmp_path)) is None
+
+
 def test_metrics_tail_pairs_a_windows_figures() -> None:
     tail = MetricsTail(Config())
     for name, value, labels in [

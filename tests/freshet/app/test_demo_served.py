@@ -3,6 +3,7 @@ and computes their AUC."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from freshet.app.demo_served import ServedScores
+from freshet.app.demo_served import ServedScores, with_signals
 from freshet.data.movielens import Rating
 from freshet.topics import Impression
 from ps.evaluation import auc
@@ -35,6 +36,7 @@ class Server:
     def __init__(self, ratings: list[Rating]) -> None:
         self.stars = {(r.user_id, r.item_id): r.rating for r in ratings}
         self.asked: list[tuple[int, int]] = []
+        self.at: list[tuple[int, int, int]] = []  # (user, first item asked, request ts)
         self.rng = np.random.default_rng(1)
 
     def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +46,7 @@ class Server:
         user = body["user_id"]
         items = [c["item_id"] for c in body["candidates"]]
         self.asked += [(user, i) for i in items]
+        self.at.append((user, items[0], body["ts"]))
         return {"model_seq": 4, "table_version": len(self.asked), "items": [
             {"item_id": i, "score": 1 / (1 + np.exp(-(self.stars[user, i] - 3
                                                       + self.rng.normal())))}
@@ -70,6 +73,10 @@ def test_each_scored_rating_is_logged_once_with_its_score_and_the_auc_is_exact()
     assert served.auc() == pytest.approx(auc(scores, labels))
     assert served.labels == labels.tolist()
     assert 0.7 < served.auc() < 1.0  # the stand-in's scores follow the stars
+    # Each request is at the event time of the first rating it scores (the signals are
+    # read at it), not at the wall clock.
+    when = {(r.user_id, r.item_id): r.ts for r in ratings}
+    assert [ts for _, _, ts in server.at] == [when[u, i] for u, i, _ in server.at]
 
 
 def test_a_poll_always_claims_ratings_the_producer_has_not_reached() -> None:
@@ -135,3 +142,31 @@ def test_returning_users_are_those_with_a_rating_already_sent() -> None:
     assert served.returning == [False, False, False, False, True, True, False, False]
     assert served.auc(returning=True) == 1.0  # user 1's 5 stars above user 2's 1
     assert served.auc(returning=False) is None  # the new users' ratings are all negatives
+
+
+def test_the_signals_logged_with_the_replay_are_the_point_in_time_ones() -> None:
+    """With every rating in its own second (its click half a second later) and no
+    lateness, what a live server knows at an impression is exactly the point-in-time
+    definition's: every event before it, not the impression itself."""
+    from freshet.data.movielens import LIKE_RATING, POSITIVE_RATING
+    from freshet.produce import movielens
+    from ps.signals import Event, SignalSpec, point_in_time
+    from server.signals import SignalFeed
+
+    ratings = [dataclasses.replace(r, ts=1000 * i) for i, r in enumerate(_ratings(600))]
+    spec = SignalSpec(signals=("item_n", "item_rate", "user_rate", "cat_rate", "hist_pos"),
+                      prior=1.0, history=5)
+    feed = SignalFeed.offline(spec, "genre", lateness_ms=0)
+    sent = list(with_signals(movielens.events(ratings, action_delay_ms=500), feed))
+    logged = [{n: e.slots[n] for n in spec.signals} for e in sent if isinstance(e, Impression)]
+    reference: list[Event] = []
+    for r in ratings:
+        reference.append(Event(r.ts, r.user_id, r.item_id, tuple(r.slots["genre"])))
+        if r.rating >= POSITIVE_RATING:
+            reference.append(Event(r.ts + 500, r.user_id, r.item_id, tuple(r.slots["genre"]),
+                                   shown=0, positive=1, like=int(r.rating >= LIKE_RATING)))
+    reference.sort(key=lambda e: e.ts)
+    shown = [s for e, s in zip(reference, point_in_time(reference, spec), strict=True)
+             if e.shown]
+    assert len(logged) == 600 and logged == shown
+    assert sum(bool(s["hist_pos"]) for s in logged) > 300  # the histories did fill
