@@ -56,7 +56,13 @@ from experiments.common import base_args, mean_std, out_dir, write_result
 from experiments.streams import micro_batches, second_batches
 from experiments.walkforward import DAY_S, CopySpec, walk_forward
 from freshet.config import ModelConfig, TrainConfig
-from freshet.data.movielens import LIKE_RATING, load_ratings, signals_model
+from freshet.data.movielens import (
+    HISTORY_LR,
+    LIKE_RATING,
+    SIGNAL_LR,
+    load_ratings,
+    signals_model,
+)
 from freshet.data.movielens import examples as movielens_rows
 from freshet.produce.synthetic import SyntheticSpec
 from freshet.produce.synthetic import events as synthetic_events
@@ -226,11 +232,8 @@ class Settings:
     kind: str = "deepfm"
     spec: SignalSpec = field(default_factory=lambda: SignalSpec(
         signals=STATS + HISTORY, history=10))
-    # The trainer's signal slots learn slower than its ID slots (DeepFM's 0.1): at 0.1
-    # the statistics cost 0.023 served AUC, at 0.01 0.006; history 0.05: 0.017, 0.005:
-    # 0.0007 (docs/results.md, seed 0)
-    signal_lr: float | None = 0.01
-    history_lr: float | None = 0.005
+    signal_lr: float | None = SIGNAL_LR
+    history_lr: float | None = HISTORY_LR
     lr_signal_lr: float = 0.02  # PerSecondLR: 0.5 on signal slots loses (docs/results.md)
     micro32: bool = True  # also today's DeepFM in 32-rating steps (experiment sync), seed 0
     workers: int = 1  # processes for the walk-forward runs

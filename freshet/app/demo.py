@@ -44,7 +44,14 @@ from freshet.app.demo_served import ServedScores, rank_request, with_signals
 from freshet.app.demo_watch import MetricsTail, Sample, SendLog, http
 from freshet.broker import EmbeddedBroker, free_port
 from freshet.config import Config
-from freshet.data.movielens import default_model, load_ratings, signals_model, titles
+from freshet.data.movielens import (
+    HISTORY_LR,
+    SIGNAL_LR,
+    default_model,
+    load_ratings,
+    signals_model,
+    titles,
+)
 from freshet.kafka import end_offsets
 from freshet.supervise import Service, ServiceError
 from freshet.topics import Impression
@@ -77,8 +84,8 @@ def demo_config(cfg: Config, bootstrap: str, port: int, state_dir: Path,
     """The children's config: ``cfg`` with the demo's broker, port, model and syncs;
     ``signals``: the model also has a slot per ``stats.signals`` (learning slower than
     the ID slots, as ``freshet experiment fresh_signals`` found best)."""
-    model = (signals_model("deepfm", cfg.stats.signals, signal_lr=0.01, history_lr=0.005)
-             if signals else default_model())
+    model = (signals_model("deepfm", cfg.stats.signals, signal_lr=SIGNAL_LR,
+                           history_lr=HISTORY_LR) if signals else default_model())
     return dataclasses.replace(
         cfg, work_dir=str(state_dir),
         kafka=dataclasses.replace(cfg.kafka, bootstrap=bootstrap),

@@ -39,6 +39,7 @@ from pathlib import Path
 from freshet.config import ModelConfig
 from freshet.topics import Example
 from ps.config import AdagradConfig, SlotConfig
+from ps.signals import HISTORY
 
 WHEEL = "recbole==1.2.1"
 FILES = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
@@ -171,13 +172,20 @@ def default_model(dim: int = 16) -> ModelConfig:
     return model_configs(dim)[0]
 
 
+# The trainer's signal slots learn slower than its ID slots (DeepFM's 0.1): at 0.1 the
+# statistics cost 0.023 served AUC, at 0.01 0.006; history 0.05: 0.017, 0.005: 0.0007
+# (freshet experiment fresh_signals, docs/results.md, seed 0).
+SIGNAL_LR = 0.01
+HISTORY_LR = 0.005
+
+
 def signals_model(kind: str, signals: Sequence[str], base: Sequence[str] = tuple(SLOTS),
                   signal_lr: float | None = None, history_lr: float | None = None
                   ) -> ModelConfig:
     """The MovieLens preset of ``kind`` (``deepfm``, ``lr``; ``dcn``: DeepFM's
     settings) on ``base`` slots plus one slot per fresh signal (``ps.signals``), of the
     preset's dim. Signal slots learn at ``signal_lr`` and the history slots
-    (``hist_*``) at ``history_lr`` (default: the preset's slot learning rate).
+    (``ps.signals.HISTORY``) at ``history_lr`` (default: the preset's slot learning rate).
 
     Examples
     --------
@@ -192,7 +200,7 @@ def signals_model(kind: str, signals: Sequence[str], base: Sequence[str] = tuple
     s0 = preset.slots[0]
 
     def lr(name: str) -> float:
-        group = history_lr if name.startswith("hist_") else signal_lr
+        group = history_lr if name in HISTORY else signal_lr
         return s0.optimizer.learning_rate if name in base or group is None else group
 
     slots = [SlotConfig(n, dim=s0.dim, optimizer=AdagradConfig(learning_rate=lr(n)))

@@ -45,11 +45,11 @@ public final class ExampleBatcher extends KeyedProcessFunction<Integer, Row, Row
     private transient ListState<String> pending;
     // Every key flushes at the same times, a pass: the first pass after a row arrived
     // (the last pass's time plus the interval, which may already be due). A message's
-    // stamp is the watermark at the previous pass: every row up to it had arrived by
-    // then, so that pass or an earlier one flushed it, whereas this pass's messages go
-    // out one key after another. Transient: after a restore, stamps start again at 0.
+    // stamp is what was decided at the previous pass (decidedBelow of its watermark):
+    // every row up to it had arrived by then, so that pass or an earlier one flushed
+    // it, whereas this pass's messages go out one key after another. Transient: after a restore, stamps start again at 0.
     private transient long lastPass;
-    private transient long passWatermark;
+    private transient long passDecided;
     private transient long stamp;
     private transient Map<Integer, Long> flushAt;  // timers set, to set each once
     private transient Set<Integer> endArmed;
@@ -85,7 +85,7 @@ public final class ExampleBatcher extends KeyedProcessFunction<Integer, Row, Row
         flushAt = new HashMap<>();
         endArmed = new HashSet<>();
         lastPass = -1L;
-        passWatermark = 0L;
+        passDecided = 0L;
         stamp = 0L;
     }
 
@@ -122,10 +122,10 @@ public final class ExampleBatcher extends KeyedProcessFunction<Integer, Row, Row
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
         long watermark = ctx.timerService().currentWatermark();
         if (watermark >= END_OF_TIME) {
-            stamp = passWatermark;  // the final flush: every row up to the last pass is out
+            stamp = passDecided;  // the final flush: every row up to the last pass is out
         } else if (timestamp != lastPass) {  // the first key of a new pass
-            stamp = passWatermark;
-            passWatermark = Math.max(passWatermark, decidedBelow(watermark));
+            stamp = passDecided;
+            passDecided = Math.max(passDecided, decidedBelow(watermark));
             lastPass = timestamp;
         }
         Iterable<String> rows = pending.get();
