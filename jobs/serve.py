@@ -28,7 +28,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -38,7 +38,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
 
 from freshet.broker import BrokerError
 from freshet.config import Config, load_config
@@ -274,9 +281,12 @@ class Server:
         cands = req.candidates
         user_slots = self._with_numeric(req.user_slots or {"user_id": [req.user_id]},
                                         req.numeric, ("body", "numeric"))
-        item_slots = [self._with_numeric(c.slots or {"item_id": [c.item_id]}, c.numeric,
-                                         ("body", "candidates", i, "numeric"))
-                      for i, c in enumerate(cands)]
+        item_slots = [c.slots or {"item_id": [c.item_id]} for c in cands]
+        # Per candidate only when there is something to bucketise or refuse: with no
+        # numeric slots configured, the app's model has no numeric fields at all.
+        if self.numeric or any(type(c.numeric) is dict and c.numeric for c in cands):
+            item_slots = [self._with_numeric(s, c.numeric, ("body", "candidates", i, "numeric"))
+                          for i, (s, c) in enumerate(zip(item_slots, cands, strict=True))]
         item_ids = [c.item_id for c in cands]
         now = time.time()
         ts = int(now * 1000) if req.ts is None else req.ts
@@ -331,15 +341,37 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
 
+# A handler that answers a whole-body request itself, or returns None to leave it to
+# the app (BodyLimit's ``fast``).
+FastHandler = Callable[[bytes], Awaitable[Response | None]]
+
+
+def _json_body(scope: Scope) -> bool:
+    """Whether the request says its body is JSON (``application/json`` or ``+json``),
+    as FastAPI decides before it parses a body."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (media.startswith(b"application/")
+                                                     and media.endswith(b"+json"))
+    return False
+
+
 class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` gets 413 before any parsing.
 
     Reads the body itself (so chunked requests are bounded too) and replays it.
+    ``fast`` maps a POST path to a handler that may answer a JSON body directly, without
+    the framework's routing, dependency solving and second JSON parse (most of a
+    ranking's CPU besides scoring, docs/serving.md); whatever it returns None for goes
+    on to the app.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 fast: Mapping[str, FastHandler] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.fast = dict(fast or {})
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
@@ -357,6 +389,11 @@ class BodyLimit:
                     {"detail": f"request body over the limit of {self.max_bytes} bytes"}, 413)
                 return await response(scope, receive, send)
         body = b"".join(chunks)
+        handler = self.fast.get(scope["path"]) if scope["method"] == "POST" else None
+        if handler is not None and body and _json_body(scope):
+            answer = await handler(body)
+            if answer is not None:
+                return await answer(scope, receive, send)
         sent = False
 
         async def replay() -> dict[str, Any]:
@@ -414,6 +451,16 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
         hist.labels("ok").observe(time.perf_counter() - t0)
         return response
 
+    async def rank_fast(body: bytes) -> Response | None:
+        # The body parsed and validated in one pass by pydantic-core. A body it refuses
+        # goes the framework's way, whose answer (400, 422 and their details) is the
+        # documented one: only valid requests take this path.
+        try:
+            req = limited.model_validate_json(body)
+        except ValidationError:
+            return None
+        return await rank(req)
+
     # FastAPI reads the body's model from the annotation: this app's limited one.
     rank.__annotations__["req"] = limited
     app.post("/rank", response_model=RankResponse, responses={
@@ -466,7 +513,8 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
         log.exception("request failed", exc_info=exc)
         return _json({"detail": "internal error (logged by the server)"}, 500)
 
-    app.add_middleware(BodyLimit, max_bytes=server.cfg.serving.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=server.cfg.serving.max_body_bytes,
+                       fast={"/rank": rank_fast})
     return app
 
 
