@@ -290,10 +290,10 @@ class Server:
         item_ids = [c.item_id for c in cands]
         now = time.time()
         ts = int(now * 1000) if req.ts is None else req.ts
-        if self.signals is not None:  # scored with them, and logged with the impression
-            fresh = self.signals.signals_for(req.user_id, item_ids, item_slots, ts)
-            item_slots = [{**s, **f} for s, f in zip(item_slots, fresh, strict=True)]
-        ids, n_user, offsets = candidate_inputs(user_slots, item_slots, self.slot_order)
+        # The fresh signals are scored with, and logged with the impressions.
+        fresh = ({} if self.signals is None else
+                 self.signals.signals_csr(req.user_id, item_ids, item_slots, ts))
+        ids, n_user, offsets = candidate_inputs(user_slots, item_slots, self.slot_order, fresh)
         view = self.state.read(ids)  # the one locked step: all slots + the model
         if view.dense is None:
             raise NoModel("no dense model loaded yet")
@@ -311,7 +311,8 @@ class Server:
         if self.impressions is not None and len(shown):
             self.impressions.log(ShownRequest(
                 request_id, req.user_id, ts, user_slots,
-                [(item_ids[i], item_slots[i]) for i in shown], [float(scores[i]) for i in shown],
+                [(item_ids[i], _with_signals(item_slots[i], fresh, i)) for i in shown],
+                [float(scores[i]) for i in shown],
                 view.dense.seq, view.table_version))
         demoted = factors is not None
         return {
@@ -334,6 +335,16 @@ class Server:
             "watermark_ms": self.state.watermark_ms(),
             "rows": self.state.table_rows(),
         }
+
+
+def _with_signals(slots: dict[str, list[int]],
+                  fresh: Mapping[str, tuple[np.ndarray, np.ndarray]], k: int
+                  ) -> dict[str, list[int]]:
+    """Candidate ``k``'s slots plus its signals' IDs (CSR per signal), as logged."""
+    if not fresh:
+        return slots
+    return {**slots, **{name: ids[offsets[k]:offsets[k + 1]].tolist()
+                        for name, (ids, offsets) in fresh.items()}}
 
 
 # -- HTTP ------------------------------------------------------------------------------
@@ -425,6 +436,7 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
     app = FastAPI(title="Freshet serving", version="1", lifespan=lifespan,
                   description="Ranking with parameters that are seconds fresh.")
     hist = server.metrics.request
+    ok, no_model = hist.labels("ok"), hist.labels("no_model")  # once: labels() locks
     # The configured candidate limit is part of the request's schema (maxItems): the
     # document says what is accepted, and the same declaration enforces it.
     # So are the configured numeric slots: `numeric` takes exactly those names.
@@ -445,10 +457,10 @@ def create_app(server: Server, manage: bool = True) -> FastAPI:
         try:
             out = server.rank(req)
         except NoModel as e:
-            hist.labels("no_model").observe(time.perf_counter() - t0)
+            no_model.observe(time.perf_counter() - t0)
             return _json({"detail": str(e)}, 503)
         response = _json(out)
-        hist.labels("ok").observe(time.perf_counter() - t0)
+        ok.observe(time.perf_counter() - t0)
         return response
 
     async def rank_fast(body: bytes) -> Response | None:

@@ -346,13 +346,35 @@ class SignalState:
                      categories: Sequence[Sequence[int]], now_ms: int
                      ) -> list[dict[str, list[int]]]:
         """The signals of one user's impressions of ``items`` (each with its
-        ``categories``) at ``now_ms``, as :meth:`signals` reads each.
+        ``categories``) at ``now_ms``, as :meth:`signals` reads each: :meth:`signals_csr`
+        as one dict per impression."""
+        csr = {name: (ids.tolist(), offsets.tolist())
+               for name, (ids, offsets) in self.signals_csr(user, items, categories,
+                                                            now_ms).items()}
+        return [{name: ids[offsets[k]:offsets[k + 1]] for name, (ids, offsets) in csr.items()}
+                for k in range(len(items))]
+
+    def signals_csr(self, user: int, items: Sequence[int],
+                    categories: Sequence[Sequence[int]], now_ms: int
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each signal's slot IDs for one user's impressions of ``items`` at ``now_ms``,
+        as CSR ``(ids, offsets)`` (impression ``k`` owns ``ids[offsets[k]:offsets[k +
+        1]]``, int64), the form a ranking's lookups take (``ps.serving.scoring``).
 
         A ranking request's candidates share their user, the global key and often
         categories: each key is read once, and each signal's buckets are computed for
         all candidates (or distinct categories) at once.
+
+        Examples
+        --------
+        >>> state = SignalState(SignalSpec(signals=("item_n", "cat_rate"), prior=1.0))
+        >>> state.fold(Event(1_000, 1, 7, (3,)))
+        >>> {k: (i.tolist(), o.tolist())
+        ...  for k, (i, o) in state.signals_csr(1, [7, 8], [(3,), ()], 1_000).items()}
+        {'item_n': ([2, 1], [0, 1, 2]), 'cat_rate': ([4], [0, 1, 1])}
         """
         prior = self.spec.prior
+        n = len(items)
         read: dict[tuple, list[float] | np.ndarray] = {}  # signals of one tag share reads
 
         def one(entity: str, key: int, tag: str) -> list[float]:
@@ -372,36 +394,42 @@ class SignalState:
                 read[entity, tag] = _at_many(blocks, now_ms, self.half_lives_ms[tag])
             return read[entity, tag]
 
+        def shared(ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+            # the same IDs for every impression (a user's statistic or history)
+            return (np.tile(np.asarray(ids, np.int64), n),
+                    np.arange(n + 1, dtype=np.int64) * len(ids))
+
+        one_each = np.arange(n + 1, dtype=np.int64)
+        cat_index: np.ndarray | None = None  # each impression's categories, into distinct
         distinct = list(dict.fromkeys(c for cats in categories for c in cats))
-        columns: dict[str, list[list[int]]] = {}  # per signal, each candidate's IDs
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in self.spec.signals:
             entity, what = SIGNALS[name]
             if entity == "hist":
-                h = self.history(what, user)
-                columns[name] = [h] * len(items)
+                out[name] = shared(self.history(what, user))
                 continue
             stat, _, rest = what.partition("_")
             tag = "_" + rest if rest else ""
             g = one("global", 0, tag)
             if entity == "user":
-                b = _bucket(stat, one("user", user, tag), None, g, prior)
-                columns[name] = [[b]] * len(items)
+                out[name] = shared([_bucket(stat, one("user", user, tag), None, g, prior)])
             elif entity == "item":
-                got = _buckets(stat, many("item", items, tag), None, g, prior)
-                columns[name] = [[b] for b in got.tolist()]
+                out[name] = (_buckets(stat, many("item", items, tag), None, g, prior)
+                             .astype(np.int64), one_each)
             else:
                 keys = (distinct if entity == "cat"
                         else [_pair(user, c) for c in distinct])
                 p = one("user", user, tag) if entity == "ucat" else None
-                got = _buckets(stat, many(entity, keys, tag), p, g, prior)
-                by_cat = dict(zip(distinct, got.tolist(), strict=True))
-                columns[name] = [[by_cat[c] for c in cats] for cats in categories]
-        names = list(columns)
-        if not names:
-            return [{} for _ in items]
-        # A user signal's list is one object shared by all candidates: read, not mutate.
-        return [dict(zip(names, row, strict=True))
-                for row in zip(*columns.values(), strict=True)]
+                got = _buckets(stat, many(entity, keys, tag), p, g, prior).astype(np.int64)
+                if cat_index is None:
+                    position = {c: i for i, c in enumerate(distinct)}
+                    cat_index = np.fromiter((position[c] for cats in categories for c in cats),
+                                            np.int64)
+                    cat_offsets = np.zeros(n + 1, np.int64)
+                    np.cumsum(np.fromiter(map(len, categories), np.int64, n),
+                              out=cat_offsets[1:])
+                out[name] = (got[cat_index], cat_offsets)
+        return out
 
 
 def _pair(user: int, category: int) -> int:

@@ -84,6 +84,7 @@ class ImpressionLogger(threading.Thread):
             self.metrics.impressions.labels("dropped").inc(len(req.items))
 
     def run(self) -> None:
+        logged = self.metrics.impressions.labels("logged")  # labels() locks and looks up
         while True:
             req = self.queue.get()
             if req is None:
@@ -91,7 +92,7 @@ class ImpressionLogger(threading.Thread):
             key = req.request_id.encode()
             for imp in impression_dicts(req):
                 self._produce(key, orjson.dumps(imp))
-            self.metrics.impressions.labels("logged").inc(len(req.items))
+            logged.inc(len(req.items))
             self.producer.poll(0)
         self.producer.flush(10)
         # Drop the client now: the server object may live on (the app holds it) and its

@@ -49,6 +49,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
 from freshet.config import Config, ServingConfig
@@ -178,9 +179,22 @@ class SignalFeed(threading.Thread):
                     ) -> list[dict[str, list[int]]]:
         """Each candidate's signal slots for ``user_id``, read at ``now_ms``."""
         with self._lock:
-            cats = [tuple(slots.get(self.category_slot, ())) or self.item_categories(item)
-                    for item, slots in zip(item_ids, item_slots, strict=True)]
-            return self.state.signals_many(user_id, item_ids, cats, now_ms)
+            return self.state.signals_many(user_id, item_ids,
+                                           self._categories(item_ids, item_slots), now_ms)
+
+    def signals_csr(self, user_id: int, item_ids: Sequence[int],
+                    item_slots: Sequence[Mapping[str, Sequence[int]]], now_ms: int
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """:meth:`signals_for` as each signal's CSR ``(ids, offsets)`` over the
+        candidates (:meth:`ps.signals.SignalState.signals_csr`), what scoring looks up."""
+        with self._lock:
+            return self.state.signals_csr(user_id, item_ids,
+                                          self._categories(item_ids, item_slots), now_ms)
+
+    def _categories(self, item_ids: Sequence[int],
+                    item_slots: Sequence[Mapping[str, Sequence[int]]]) -> list[tuple[int, ...]]:
+        return [tuple(slots.get(self.category_slot, ())) or self.item_categories(item)
+                for item, slots in zip(item_ids, item_slots, strict=True)]
 
     # -- the consumer ----------------------------------------------------------------
     def _start(self, c: Consumer, topics: list[str]) -> list[TopicPartition]:

@@ -79,19 +79,32 @@ def candidate_inputs(
     user_slots: Mapping[str, Sequence[int]],
     item_slots: Sequence[Mapping[str, Sequence[int]]],
     slot_order: Sequence[str],
+    item_csr: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, np.ndarray]]:
     """IDs to look up per slot for one user and ``n`` candidate items.
 
+    ``item_csr`` gives some slots' item IDs already as CSR ``(ids, offsets)`` (the
+    fresh signals); they take the place of those slots in ``item_slots``.
     Returns ``(ids, n_user, offsets)``: per slot, the user's IDs first (``n_user`` of
     them, shared by every candidate) then the items' IDs as CSR ``offsets``.
+
+    >>> ids, n_user, offsets = candidate_inputs(
+    ...     {"u": [1]}, [{"i": [5]}, {"i": [6]}], ["u", "i", "s"],
+    ...     {"s": (np.array([7, 8, 9]), np.array([0, 1, 3]))})
+    >>> ids["i"].tolist(), ids["s"].tolist(), offsets["s"].tolist(), n_user["s"]
+    ([5, 6], [7, 8, 9], [0, 1, 3], 0)
     """
+    item_csr = item_csr or {}
     ids, n_user, offsets = {}, {}, {}
     for name in slot_order:
         user = user_slots.get(name, ())
-        lists = [s.get(name, ()) for s in item_slots]
-        if not user and not any(lists):
-            continue
-        item_ids, offs = csr(lists)
+        if name in item_csr:
+            item_ids, offs = item_csr[name]
+        else:
+            lists = [s.get(name, ()) for s in item_slots]
+            if not user and not any(lists):
+                continue
+            item_ids, offs = csr(lists)
         ids[name] = np.concatenate([np.asarray(user, np.int64), item_ids])
         n_user[name] = len(user)
         offsets[name] = offs
