@@ -68,7 +68,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def _parse(raw: bytes | str) -> dict[str, Any]:
     try:
-        obj = json.loads(raw)
+        obj = orjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise SchemaError(f"not JSON: {e}") from e
     if not isinstance(obj, dict):
@@ -104,9 +104,8 @@ def _slots(obj: Mapping[str, Any]) -> dict[str, list[int]]:
     slots = _field(obj, "slots", dict)
     out: dict[str, list[int]] = {}
     for name, ids in slots.items():
-        if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids
-        ):
+        # type() is: a JSON integer decodes to exactly int, and a bool is not one
+        if type(ids) is not list or not all(type(i) is int for i in ids):
             raise SchemaError(f"slots.{name}: expected a list of integer IDs")
         out[name] = ids
     return out
