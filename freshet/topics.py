@@ -30,6 +30,10 @@ from freshet.errors import FreshetError
 
 SCHEMA_VERSION = 1
 
+# The header a ranking server puts on the impressions it logs, valued with its own
+# process's ID: its signal feed folds them when it logs them and skips them on the topic.
+ORIGIN_HEADER = "freshet-origin"
+
 # Logical topic name -> what it carries. Physical names are prefixed by the config.
 TOPICS: dict[str, str] = {
     "features": "Impression events logged at serving time, one per (request_id, item_id) shown",

@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -219,15 +220,21 @@ class Server:
         self.loader = DeltaLoader(cfg, self.state, position, cfg.model.model_id, self.store,
                                   self.gate, self.window, self.metrics, sc.store_interval_s)
         self.tail = ExampleTail(cfg, self.window)
-        log_impressions = sc.log_impressions if log_impressions is None else log_impressions
-        self.impressions = ImpressionLogger(cfg, self.metrics) if log_impressions else None
-        self.recent = (RecentImpressions(sc.demotion_window_s, sc.demotion_factor)
-                       if sc.demotion_window_s > 0 else None)
-        self.signals = SignalFeed.for_model(cfg)  # None: the model reads no signal slot
-        if self.signals is not None:
-            self.metrics.watch_signals(self.signals)
         self._ids = itertools.count()
         self._boot = f"{os.getpid():x}{int(time.time()):x}"
+        log_impressions = sc.log_impressions if log_impressions is None else log_impressions
+        # The feed folds this server's impressions as they are logged, known on the
+        # topic by this process's origin header (server/signals.py).
+        origin = f"{self._boot}-{uuid.uuid4().hex[:8]}".encode() if log_impressions else None
+        self.signals = SignalFeed.for_model(cfg, origin)  # None: no signal slot
+        if self.signals is not None:
+            self.metrics.watch_signals(self.signals)
+        self.impressions = (ImpressionLogger(
+            cfg, self.metrics, origin=origin,
+            on_logged=None if self.signals is None else self._fold_shown)
+            if log_impressions else None)
+        self.recent = (RecentImpressions(sc.demotion_window_s, sc.demotion_factor)
+                       if sc.demotion_window_s > 0 else None)
 
     def start(self) -> None:
         # Long-lived objects (imports, tables' Python wrappers) go to the permanent
@@ -323,6 +330,11 @@ class Server:
             "model_seq": view.dense.seq,
             "table_version": view.table_version,
         }
+
+    def _fold_shown(self, req: ShownRequest) -> None:
+        """The impression logger's hook: the feed folds what this server logged."""
+        assert self.signals is not None
+        self.signals.add_shown(req.ts, req.user_id, req.user_slots, req.items)
 
     def status(self) -> dict[str, Any]:
         v = self.state.versions

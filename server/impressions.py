@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 
 from freshet.config import Config
 from freshet.kafka import producer
-from freshet.topics import SCHEMA_VERSION, Impression
+from freshet.topics import ORIGIN_HEADER, SCHEMA_VERSION, Impression
 from ps.serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,32 @@ def impression_dicts(req: ShownRequest) -> list[dict]:
 
 
 class ImpressionLogger(threading.Thread):
-    """Writes :class:`ShownRequest` s to the ``features`` topic from a background thread."""
+    """Writes :class:`ShownRequest` s to the ``features`` topic from a background thread.
 
-    def __init__(self, cfg: Config, metrics: ServingMetrics, max_queue: int = 10_000) -> None:
+    Parameters
+    ----------
+    cfg : Config
+        Where the topic is.
+    metrics : ServingMetrics
+        Counts logged, dropped and failed impressions.
+    max_queue : int
+        Requests waiting to be logged before new ones are dropped.
+    origin : bytes or None
+        Put on every record as the ``ORIGIN_HEADER`` header (None: no header).
+    on_logged : callable or None
+        Called in this thread with each request once its records are handed to the
+        producer: the server's signal feed folds its own impressions there rather than
+        parsing them back from the topic.
+    """
+
+    def __init__(self, cfg: Config, metrics: ServingMetrics, max_queue: int = 10_000,
+                 origin: bytes | None = None,
+                 on_logged: Callable[[ShownRequest], None] | None = None) -> None:
         super().__init__(name="impression-logger", daemon=True)
         self.topic = cfg.topics.name(Impression.topic)
         self.metrics = metrics
+        self.headers = None if origin is None else [(ORIGIN_HEADER, origin)]
+        self.on_logged = on_logged
         self.queue: queue.Queue[ShownRequest | None] = queue.Queue(max_queue)
         # Delivery reports for failures only: a Python callback per impression costs CPU
         # that ranking needs.
@@ -93,6 +113,8 @@ class ImpressionLogger(threading.Thread):
             for imp in impression_dicts(req):
                 self._produce(key, orjson.dumps(imp))
             logged.inc(len(req.items))
+            if self.on_logged is not None:
+                self.on_logged(req)
             self.producer.poll(0)
         self.producer.flush(10)
         # Drop the client now: the server object may live on (the app holds it) and its
@@ -101,10 +123,12 @@ class ImpressionLogger(threading.Thread):
 
     def _produce(self, key: bytes, value: bytes) -> None:
         try:
-            self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
+            self.producer.produce(self.topic, value, key, on_delivery=self._delivered,
+                                  headers=self.headers)
         except BufferError:  # librdkafka's queue is full: wait for room once
             self.producer.poll(0.5)
-            self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
+            self.producer.produce(self.topic, value, key, on_delivery=self._delivered,
+                                  headers=self.headers)
 
     def _delivered(self, err: object, _msg: object) -> None:
         if err is not None:

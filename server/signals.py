@@ -15,6 +15,14 @@ state folds in order: events wait in a buffer until the newest event seen is
 up to about ``lateness_ms`` before the newest one seen: that, plus the topics' lag, is
 the signals' staleness (``benchmarks.freshness`` measures it end to end).
 
+The impressions this server logs are folded as it logs them (:meth:`SignalFeed.add_shown`,
+from the impression logger's thread) and skipped when they come back on the topic: they
+carry the server process's ID in the ``ORIGIN_HEADER`` header. That saves parsing each
+one back (~15 µs, ten per request), and they are in the state ~0.1 s sooner. Other
+servers' impressions, and a previous process's on a restart, are folded from the topic.
+An impression the broker then refuses stays counted here (counted as ``failed`` by the
+logger) though the statistics job never sees it.
+
 An action carries no slots; its item's categories are those of the item's latest
 impression (kept for ``max_items`` items).
 
@@ -54,7 +62,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartiti
 
 from freshet.config import Config, ServingConfig
 from freshet.kafka import consumer, partitions
-from freshet.topics import Action, Impression, SchemaError
+from freshet.topics import ORIGIN_HEADER, Action, Impression, SchemaError
 from ps.signals import Event, SignalSpec, SignalState
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,10 @@ class SignalFeed(threading.Thread):
         At start, read the topics from this long ago (0: from their oldest record).
     positive_actions, like_action
         Which actions count as positives and as likes (``stats.*``, as the job counts).
+    origin : bytes or None
+        This server's ``ORIGIN_HEADER`` value: impressions carrying it were folded by
+        :meth:`add_shown` when the server logged them, and are skipped on the topic
+        (None: every impression is folded from the topic).
 
     Notes
     -----
@@ -92,7 +104,7 @@ class SignalFeed(threading.Thread):
                  lateness_ms: int = ServingConfig.signals_lateness_ms,
                  max_items: int = 1_000_000,
                  rebuild_s: float = 0.0, positive_actions: Sequence[str] = ("click",),
-                 like_action: str = "like") -> None:
+                 like_action: str = "like", origin: bytes | None = None) -> None:
         super().__init__(name="signal-feed", daemon=True)
         self.cfg = cfg
         self.spec = spec
@@ -102,6 +114,8 @@ class SignalFeed(threading.Thread):
         self.rebuild_s = rebuild_s
         self.positive_actions = frozenset(positive_actions)
         self.like_action = like_action
+        self.own = None if origin is None else (ORIGIN_HEADER, origin)
+        self.skipped_own = 0  # this server's impressions seen on the topic, not refolded
         self.state = SignalState(spec)
         # item -> the bytes of its int64 category IDs (a tuple would be tracked by the
         # garbage collector: a million of them piled up in generation 0)
@@ -127,7 +141,7 @@ class SignalFeed(threading.Thread):
         return cls(None, spec, category_slot, lateness_ms)
 
     @classmethod
-    def for_model(cls, cfg: Config) -> SignalFeed | None:
+    def for_model(cls, cfg: Config, origin: bytes | None = None) -> SignalFeed | None:
         """The feed of the signals that are model slots (``stats.signals`` also in
         ``model.slots``); None when the model reads none."""
         slots = {s.name for s in cfg.model.slots}
@@ -137,27 +151,51 @@ class SignalFeed(threading.Thread):
         st, sc = cfg.stats, cfg.serving
         return cls(cfg, dataclasses.replace(st.spec(), signals=wanted), st.category_slot,
                    sc.signals_lateness_ms, rebuild_s=sc.signals_rebuild_s,
-                   positive_actions=st.positive_actions, like_action=st.like_action)
+                   positive_actions=st.positive_actions, like_action=st.like_action,
+                   origin=origin)
 
     # -- folding ---------------------------------------------------------------------
     def add(self, event: Impression | Action) -> None:
         """Take one serving-log event; fold what the lateness allows."""
         with self._lock:  # requests read the categories too
             if isinstance(event, Impression):
-                cats = tuple(event.slots.get(self.category_slot, ()))
-                self.categories[event.item_id] = array("q", cats).tobytes()
-                self.categories.move_to_end(event.item_id)
-                if len(self.categories) > self.max_items:
-                    self.categories.popitem(last=False)
-                e = Event(event.ts, event.user_id, event.item_id, cats)
+                self._impression(event.ts, event.user_id, event.item_id,
+                                 tuple(event.slots.get(self.category_slot, ())))
             else:
-                e = Event(event.ts, event.user_id, event.item_id,
-                          self.item_categories(event.item_id), shown=0,
-                          positive=int(event.action in self.positive_actions),
-                          like=int(event.action == self.like_action))
-            heapq.heappush(self.pending, (e.ts, next(self._seq), e))
-            self.newest_ms = max(self.newest_ms, e.ts)
+                self._push(Event(event.ts, event.user_id, event.item_id,
+                                 self.item_categories(event.item_id), shown=0,
+                                 positive=int(event.action in self.positive_actions),
+                                 like=int(event.action == self.like_action)))
             self._fold_until(self.newest_ms - self.lateness_ms)
+
+    def add_shown(self, ts: int, user_id: int, user_slots: Mapping[str, Sequence[int]],
+                  items: Sequence[tuple[int, Mapping[str, Sequence[int]]]]) -> None:
+        """Take the impressions a request of this server logs, as :meth:`add` would
+        take them back from the topic (their slots: the user's, then the item's).
+
+        >>> feed = SignalFeed.offline(SignalSpec(signals=("item_n",)), "genre", 0)
+        >>> feed.add_shown(1_000, 7, {"user_id": [7]}, [(3, {"genre": [2]}), (4, {})])
+        >>> feed.folded, feed.item_categories(3)
+        (2, (2,))
+        """
+        user_cats = tuple(user_slots.get(self.category_slot, ()))
+        with self._lock:
+            for item_id, slots in items:
+                self._impression(ts, user_id, item_id,
+                                 user_cats + tuple(slots.get(self.category_slot, ())))
+            self._fold_until(self.newest_ms - self.lateness_ms)
+
+    def _impression(self, ts: int, user_id: int, item_id: int,
+                    cats: tuple[int, ...]) -> None:
+        self.categories[item_id] = array("q", cats).tobytes()
+        self.categories.move_to_end(item_id)
+        if len(self.categories) > self.max_items:
+            self.categories.popitem(last=False)
+        self._push(Event(ts, user_id, item_id, cats))
+
+    def _push(self, e: Event) -> None:
+        heapq.heappush(self.pending, (e.ts, next(self._seq), e))
+        self.newest_ms = max(self.newest_ms, e.ts)
 
     def _fold_until(self, ts_ms: int) -> None:
         while self.pending and self.pending[0][0] <= ts_ms:
@@ -218,11 +256,15 @@ class SignalFeed(threading.Thread):
         topics = {self.cfg.topics.name("features"): Impression,
                   self.cfg.topics.name("actions"): Action}
         c = consumer(self.cfg, group="freshet-serve-signals", **{"fetch.wait.max.ms": 100})
+        own = self.own
         try:
             c.assign(self._start(c, list(topics)))
             while not self._halt.is_set():
                 for m in c.consume(500, timeout=0.2):
                     if m.error() is not None:
+                        continue
+                    if own is not None and (h := m.headers()) and own in h:
+                        self.skipped_own += 1  # folded when it was logged
                         continue
                     try:
                         self.add(topics[m.topic()].from_json(m.value()))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from freshet.config import load_config
+from freshet.config import Config, load_config
 from jobs.serve import Server, create_app
 from ps.config import SlotConfig
 from ps.serving.state import DenseModel
@@ -27,20 +27,25 @@ class Logged:
         self.requests.append(shown)
 
 
-def lr_server(work_dir: Path, slot: SlotConfig, ids: np.ndarray, **sections: Any
-              ) -> tuple[Server, TestClient]:
+def lr_server(work_dir: Path, slot: SlotConfig, ids: np.ndarray, kafka: Config | None = None,
+              **sections: Any) -> tuple[Server, TestClient]:
     """Slots user_id, item_id and ``slot`` (dim 2); ID ``i`` of ``slot`` adds ``i`` to
-    the logit, nothing else does. ``sections`` replace config fields (e.g. ``stats``)."""
-    base = load_config(path=None, environ={})
+    the logit, nothing else does. ``sections`` replace config fields (e.g. ``stats``).
+    ``kafka``: a config whose broker and topics the server logs impressions to (its
+    threads not started); None: a list keeps them and no broker is contacted."""
+    base = load_config(path=None, environ={}) if kafka is None else kafka
     slots = [SlotConfig("user_id", dim=2), SlotConfig("item_id", dim=2), slot]
     cfg = dataclasses.replace(
         base, work_dir=str(work_dir),
-        kafka=dataclasses.replace(base.kafka, bootstrap="127.0.0.1:1"),  # never contacted
         model=dataclasses.replace(base.model, kind="lr", slots=slots), **sections)
-    server = Server(cfg, log_impressions=False)
+    if kafka is None:
+        cfg = dataclasses.replace(cfg, kafka=dataclasses.replace(
+            base.kafka, bootstrap="127.0.0.1:1"))  # never contacted
+    server = Server(cfg, log_impressions=kafka is not None)
     vals = np.zeros((len(ids), 2), np.float32)
     vals[:, 0] = ids
     server.state.apply_sparse(sparse_rows({slot.name: (ids, vals)}), 0, 0)
     server.state.set_dense(DenseModel(lr_weights(0.0), 0, 1, 0, 0, "lr"))
-    server.impressions = Logged()  # type: ignore[assignment]
+    if kafka is None:
+        server.impressions = Logged()  # type: ignore[assignment]
     return server, TestClient(create_app(server, manage=False))

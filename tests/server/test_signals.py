@@ -6,16 +6,20 @@ from __future__ import annotations
 import dataclasses
 import gc
 import itertools
+import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 from fastapi.testclient import TestClient
 
-from freshet.config import load_config
+from freshet.config import Config, load_config
+from freshet.kafka import producer
 from freshet.topics import Action, Impression
 from jobs.serve import Server
 from ps.config import SlotConfig
-from ps.signals import POS, SignalSpec, _at, point_in_time
+from ps.signals import POS, N, SignalSpec, _at, point_in_time
+from server.impressions import ImpressionLogger
 from server.signals import SignalFeed
 from tests.jobs.lr_server import lr_server
 from tests.jobs.test_stats import SIGNALS, reference_events, synthetic
@@ -91,6 +95,43 @@ def test_ranking_scores_with_the_signals_and_logs_them_with_the_impression(
     by_item = dict(logged.items)
     assert by_item[1]["item_n"] == [1] and by_item[2]["item_n"] == [4]  # log2(1 + 10) -> 4
     assert by_item[2]["item_id"] == [2]
+
+
+def test_the_server_folds_its_own_impressions_once_and_other_servers_from_the_topic(
+        cfg: Config, tmp_path: Path) -> None:
+    """Its own impressions are folded as logged and skipped on the topic (their origin
+    header); another server's are folded from the topic."""
+    base = load_config(path=None, environ={})
+    server, client = lr_server(tmp_path, SlotConfig("item_n", dim=2), np.arange(1, 17), cfg,
+                               stats=dataclasses.replace(base.stats, signals=["item_n"]))
+    feed, logger = server.signals, server.impressions
+    assert feed is not None and isinstance(logger, ImpressionLogger)
+    feed.lateness_ms = 0
+    logger.start()
+    feed.start()
+    try:
+        r = client.post("/rank", json={"user_id": 5, "ts": 60_000, "shown": 2,
+                                       "candidates": [{"item_id": i} for i in (1, 2, 3)]})
+        assert r.status_code == 200, r.text
+        p = producer(cfg)  # another server's impression: no origin header of ours
+        p.produce(cfg.topics.name("features"), orjson.dumps(
+            {"v": 1, "request_id": "other", "item_id": 3, "user_id": 6, "ts": 61_000,
+             "slots": {"item_id": [3]}}), b"other")
+        p.flush(10)
+        deadline = time.monotonic() + 60
+        while (feed.skipped_own, feed.folded) != (2, 3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # anything folded twice would show by now
+        assert (feed.skipped_own, feed.folded) == (2, 3)
+        shown = {i["item_id"] for i in r.json()["items"][:2]}
+        items = feed.state.counters["item"]
+        counts = {i: round(_at(items[i], 0, 62_000, 1e12)[N]) if i in items else 0
+                  for i in (1, 2, 3)}
+        assert counts == {i: (i in shown) + (i == 3) for i in (1, 2, 3)}
+    finally:
+        feed.stop()
+        feed.join(10)
+        logger.stop()
 
 
 def test_a_model_without_signal_slots_has_no_feed(tmp_path: Path) -> None:
