@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from freshet.config import Config
 from freshet.kafka import producer, read
 from freshet.topics import Impression
 from jobs.serve import Server, create_app
+from ps.config import SlotConfig
 from ps.serving.synthetic import dense_messages, lr_weights, publish, sparse_messages, sparse_rows
+from tests.jobs.lr_server import lr_server
 
 ITEMS = np.arange(50)
 
@@ -100,6 +103,24 @@ def test_bad_requests_get_clear_4xx(cfg: Config) -> None:
             assert r.status_code == 200 and "Traceback" not in r.text
     finally:
         c.__exit__(None, None, None)
+
+
+def test_integral_float_ids_rank_as_their_integers(tmp_path: Path) -> None:
+    """JSON Schema counts 3.0 as an integer: such a body, refused by the fast path's
+    integers-only validator, is answered by the framework's with the same ranking."""
+    _, client = lr_server(tmp_path, SlotConfig("genre", dim=2), np.arange(1, 17))
+
+    def body(num: type) -> dict:
+        return {"user_id": num(5), "shown": num(1), "candidates": [
+            {"item_id": num(i), "slots": {"item_id": [num(i)], "genre": [num(g)]}}
+            for i, g in ((1, 3), (2, 9), (3, 5))]}
+
+    as_int, as_float = (client.post("/rank", json=body(t)) for t in (int, float))
+    assert as_int.status_code == as_float.status_code == 200, as_float.text
+    ranked = [[(i["item_id"], i["score"]) for i in r.json()["items"]] for r in (as_int, as_float)]
+    assert ranked[0] == ranked[1] and [i for i, _ in ranked[0]] == [2, 3, 1]
+    r = client.post("/rank", json={"user_id": 5.5, "candidates": [{"item_id": 1}]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "user_id"]
 
 
 def test_no_model_yet_is_503(cfg: Config) -> None:
