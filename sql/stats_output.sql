@@ -19,6 +19,10 @@ CREATE TEMPORARY TABLE signals_sink (
 
 -- Impressions with their signal slots added: the features topic's format, read by
 -- `freshet join` when joiner.features_topic = "features_signals" (a replay).
+-- Each writing subtask keeps to its own partition, so a partition holds its windows in
+-- event-time order: the joiner's out-of-orderness bound holds on it. Spread by key,
+-- every partition would interleave subtasks that in a fast replay run tens of seconds
+-- of event time apart, and the joiner would take impressions after their actions.
 CREATE TEMPORARY TABLE features_signals_sink (
   request_id STRING,
   message STRING,
@@ -30,6 +34,7 @@ CREATE TEMPORARY TABLE features_signals_sink (
   'key.fields' = 'request_id',
   'value.format' = 'raw',
   'value.fields-include' = 'EXCEPT_KEY',
+  'sink.partitioner' = 'io.freshet.udf.SubtaskPartitioner',
   ${features_signals_sink_options}
 );
 
