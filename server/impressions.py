@@ -77,14 +77,14 @@ class ImpressionLogger(threading.Thread):
     origin : bytes or None
         Put on every record as the ``ORIGIN_HEADER`` header (None: no header).
     on_logged : callable or None
-        Called in this thread with each request once its records are handed to the
-        producer: the server's signal feed folds its own impressions there rather than
-        parsing them back from the topic.
+        Called in this thread with each request's impression objects (as encoded) once
+        they are handed to the producer: the server's signal feed folds its own
+        impressions there rather than parsing them back from the topic.
     """
 
     def __init__(self, cfg: Config, metrics: ServingMetrics, max_queue: int = 10_000,
                  origin: bytes | None = None,
-                 on_logged: Callable[[ShownRequest], None] | None = None) -> None:
+                 on_logged: Callable[[list[dict]], None] | None = None) -> None:
         super().__init__(name="impression-logger", daemon=True)
         self.topic = cfg.topics.name(Impression.topic)
         self.metrics = metrics
@@ -110,11 +110,12 @@ class ImpressionLogger(threading.Thread):
             if req is None:
                 break
             key = req.request_id.encode()
-            for imp in impression_dicts(req):
+            imps = impression_dicts(req)
+            for imp in imps:
                 self._produce(key, orjson.dumps(imp))
             logged.inc(len(req.items))
             if self.on_logged is not None:
-                self.on_logged(req)
+                self.on_logged(imps)
             self.producer.poll(0)
         self.producer.flush(10)
         # Drop the client now: the server object may live on (the app holds it) and its

@@ -15,7 +15,7 @@ state folds in order: events wait in a buffer until the newest event seen is
 up to about ``lateness_ms`` before the newest one seen: that, plus the topics' lag, is
 the signals' staleness (``benchmarks.freshness`` measures it end to end).
 
-The impressions this server logs are folded as it logs them (:meth:`SignalFeed.add_shown`,
+The impressions this server logs are folded as it logs them (:meth:`SignalFeed.add_logged`,
 from the impression logger's thread) and skipped when they come back on the topic: they
 carry the server process's ID in the ``ORIGIN_HEADER`` header. That saves parsing each
 one back (~15 µs, ten per request), and they are in the state ~0.1 s sooner. Other
@@ -56,6 +56,7 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
@@ -90,7 +91,7 @@ class SignalFeed(threading.Thread):
         Which actions count as positives and as likes (``stats.*``, as the job counts).
     origin : bytes or None
         This server's ``ORIGIN_HEADER`` value: impressions carrying it were folded by
-        :meth:`add_shown` when the server logged them, and are skipped on the topic
+        :meth:`add_logged` when the server logged them, and are skipped on the topic
         (None: every impression is folded from the topic).
 
     Notes
@@ -168,21 +169,20 @@ class SignalFeed(threading.Thread):
                                  like=int(event.action == self.like_action)))
             self._fold_until(self.newest_ms - self.lateness_ms)
 
-    def add_shown(self, ts: int, user_id: int, user_slots: Mapping[str, Sequence[int]],
-                  items: Sequence[tuple[int, Mapping[str, Sequence[int]]]]) -> None:
-        """Take the impressions a request of this server logs, as :meth:`add` would
-        take them back from the topic (their slots: the user's, then the item's).
+    def add_logged(self, impressions: Sequence[Mapping[str, Any]]) -> None:
+        """Take impressions as this server logs them (the :class:`Impression` JSON
+        objects, before encoding), as :meth:`add` would take them back from the topic.
 
         >>> feed = SignalFeed.offline(SignalSpec(signals=("item_n",)), "genre", 0)
-        >>> feed.add_shown(1_000, 7, {"user_id": [7]}, [(3, {"genre": [2]}), (4, {})])
+        >>> feed.add_logged([{"ts": 1_000, "user_id": 7, "item_id": 3, "slots": {"genre": [2]}},
+        ...                  {"ts": 1_000, "user_id": 7, "item_id": 4, "slots": {}}])
         >>> feed.folded, feed.item_categories(3)
         (2, (2,))
         """
-        user_cats = tuple(user_slots.get(self.category_slot, ()))
         with self._lock:
-            for item_id, slots in items:
-                self._impression(ts, user_id, item_id,
-                                 user_cats + tuple(slots.get(self.category_slot, ())))
+            for imp in impressions:
+                self._impression(imp["ts"], imp["user_id"], imp["item_id"],
+                                 tuple(imp["slots"].get(self.category_slot, ())))
             self._fold_until(self.newest_ms - self.lateness_ms)
 
     def _impression(self, ts: int, user_id: int, item_id: int,
